@@ -1,0 +1,275 @@
+"""The one typed configuration of a kdgan run.
+
+Every setting of a run lives in `Config`, with its default and a one-line docstring. Nothing
+else in the package holds a default. `Config.from_dict` is strict: an unknown key is an error
+that suggests the nearest field, a value of the wrong type or outside its range is an error
+that names the key and what was expected, and all of it happens before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import typing
+from dataclasses import dataclass, fields
+from typing import Any
+
+METHODS = ("kdgan", "nagan", "kdgan-wo-gm", "supervised")
+DISTILL_LOSSES = ("l2", "kl")
+ESTIMATORS = ("gumbel", "straight-through", "reinforce")
+ADV_LOSSES = ("nonsaturating", "saturating")
+DIS_TARGETS = ("exact", "sampled")
+
+
+class ConfigError(ValueError):
+    """A setting is unknown, malformed or out of range. The message names the key."""
+
+
+@dataclass
+class Config:
+    """All settings of one run. Per-player fields carry the prefixes cls_, tch_ and dis_."""
+
+    # --- data -------------------------------------------------------------------------
+    dataset: str = "mnist"
+    """'mnist', a path to a .npz file, or a directory of MNIST-format IDX files."""
+    n: int = 100
+    """Number of labelled training examples, drawn with `seed` from the training pool."""
+    val_size: int = 10000
+    """Validation examples held out of the training pool when a dataset has no own split."""
+    seed: int = 0
+    """Seed of the training subset, the initialisations and every random draw of the run."""
+
+    # --- method and players -----------------------------------------------------------
+    method: str = "kdgan"
+    """One of: kdgan, nagan (C and D only), kdgan-wo-gm (score-function gradient), supervised."""
+    cls_arch: str = "mlp"
+    """Classifier (student) architecture, a name in kdgan.models.REGISTRY."""
+    tch_arch: str = "lenet"
+    """Teacher architecture, a name in kdgan.models.REGISTRY."""
+    dis_arch: str = "lenet"
+    """Discriminator architecture (K per-class scores s(x)), a name in kdgan.models.REGISTRY."""
+    cls_dropout: float = 0.5
+    """Dropout probability of the classifier's hidden layers."""
+    tch_dropout: float = 0.5
+    """Dropout probability of the teacher."""
+    dis_dropout: float = 0.5
+    """Dropout probability of the discriminator."""
+
+    # --- optimisation -----------------------------------------------------------------
+    batch_size: int = 32
+    """Minibatch size of every step, pretraining and game."""
+    pretrain_lr: float = 1e-3
+    """Adam learning rate of supervised pretraining (classifier and teacher) and of D's."""
+    pretrain_epochs: int = 200
+    """Passes over the n training examples when pretraining the classifier and the teacher."""
+    dis_pretrain_epochs: int = 10
+    """Passes over the training examples when pretraining D against the pretrained C and T."""
+    cls_lr: float = 1e-4
+    """Adam learning rate of the classifier in the game (and in `supervised`'s epochs)."""
+    tch_lr: float = 1e-4
+    """Adam learning rate of the teacher in the game."""
+    dis_lr: float = 1e-4
+    """Adam learning rate of the discriminator in the game."""
+    cls_steps: int = 4
+    """k_C: classifier minibatch steps per game epoch (Algorithm 1, line 9)."""
+    tch_steps: int = 2
+    """k_T: teacher minibatch steps per game epoch (Algorithm 1, line 6)."""
+    dis_steps: int = 4
+    """k_D: discriminator minibatch steps per game epoch (Algorithm 1, line 3)."""
+    epochs: int = 50
+    """Game epochs after pretraining (Algorithm 1, line 2)."""
+
+    # --- the game ---------------------------------------------------------------------
+    alpha: float = 0.2
+    """Weight of the classifier's adversarial term; the teacher's gets 1 - alpha (Eq. 3)."""
+    beta: float = 1.0
+    """Weight of the classifier's distillation loss L_DS^c (Eq. 3). Must be > 0."""
+    gamma: float = 0.1
+    """Weight of the teacher's distillation loss L_DS^t (Eq. 3). Must be > 0."""
+    distill: str = "kl"
+    """Distillation loss: 'l2' on logits (Ba & Caruana 2014) or 'kl' at `distill_temperature`."""
+    distill_temperature: float = 4.0
+    """Softmax temperature of the 'kl' distillation loss (Hinton et al. 2015)."""
+    cls_ce_weight: float = 0.0
+    """Weight of a hard-label cross-entropy added to the classifier's game loss (0 = paper)."""
+    tch_ce_weight: float = 0.0
+    """Weight of a hard-label cross-entropy added to the teacher's game loss (0 = paper)."""
+    estimator: str = "gumbel"
+    """Gradient of the adversarial terms: 'gumbel' (pathwise, concrete samples),
+    'straight-through' (hard samples, relaxed gradient) or 'reinforce' (score function)."""
+    reinforce_baseline: bool = True
+    """Subtract the batch-mean reward from the score-function gradient (variance reduction)."""
+    tau_start: float = 1.0
+    """Gumbel-softmax temperature at the first game step."""
+    tau_end: float = 0.1
+    """Gumbel-softmax temperature at the last game step (exponential decay in between)."""
+    adv_loss: str = "nonsaturating"
+    """Generator side of the adversarial terms: 'saturating' log(1 - D) as in Eq. 3, or
+    'nonsaturating' -log D (same fixed point, stronger gradients when D wins)."""
+    dis_target: str = "exact"
+    """D's fake term: 'exact' expectation over all K labels under alpha p_c + (1-alpha) p_t,
+    or 'sampled' from the concrete distributions as written in Algorithm 1."""
+
+    # --- data augmentation ------------------------------------------------------------
+    augment: bool = True
+    """Random affine augmentation of image batches on the run's device (all methods)."""
+    aug_rotation: float = 15.0
+    """Largest rotation in degrees."""
+    aug_shift: float = 0.1
+    """Largest translation as a fraction of the image side."""
+    aug_zoom: float = 0.1
+    """Largest relative zoom in or out."""
+
+    # --- running ----------------------------------------------------------------------
+    device: str = "auto"
+    """'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'."""
+    eval_batch_size: int = 2000
+    """Batch size of evaluation passes over the validation and test sets."""
+    eval_teacher: bool = False
+    """Evaluate the teacher on validation and test every epoch (costly); always done after
+    pretraining and at the end."""
+    pretrain_cache: str = ""
+    """Directory of pretrained players shared between runs ('' = no sharing)."""
+    threads: int = 0
+    """torch CPU threads (0 = torch's default)."""
+
+    # ---------------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "Config":
+        """Build a config from a mapping, coercing strings (as given on a command line)."""
+        known = {f.name: f for f in fields(cls)}
+        for key in values:
+            if key not in known:
+                raise ConfigError(_unknown_key_message(key, list(known)))
+        kwargs = {k: _coerce(k, v, _field_type(cls, k)) for k, v in values.items()}
+        return cls(**kwargs)
+
+    def replace(self, **changes: Any) -> "Config":
+        """A copy with some fields changed, validated like a new config."""
+        return Config.from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    # Ranges. Each check names the key, the value, and what was expected.
+    def validate(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            expected = _field_type(type(self), f.name)
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+                setattr(self, f.name, value)
+            if not _is_instance(value, expected):
+                raise ConfigError(f"{f.name}={value!r}: expected {expected.__name__}")
+            if expected is float and not math.isfinite(value):
+                raise ConfigError(f"{f.name}={value!r}: expected a finite number")
+        _choice("method", self.method, METHODS)
+        _choice("distill", self.distill, DISTILL_LOSSES)
+        _choice("estimator", self.estimator, ESTIMATORS)
+        _choice("adv_loss", self.adv_loss, ADV_LOSSES)
+        _choice("dis_target", self.dis_target, DIS_TARGETS)
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"alpha={self.alpha}: expected a value in [0, 1]")
+        for key in ("beta", "gamma", "distill_temperature", "tau_start", "tau_end",
+                    "pretrain_lr", "cls_lr", "tch_lr", "dis_lr"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key}={getattr(self, key)}: expected a value > 0")
+        if self.tau_end > self.tau_start:
+            raise ConfigError(f"tau_end={self.tau_end}: expected <= tau_start={self.tau_start}"
+                              " (the temperature is annealed downwards)")
+        for key in ("n", "batch_size", "eval_batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key}={getattr(self, key)}: expected an integer >= 1")
+        for key in ("val_size", "pretrain_epochs", "dis_pretrain_epochs", "epochs",
+                    "cls_steps", "tch_steps", "dis_steps", "threads"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key}={getattr(self, key)}: expected an integer >= 0")
+        for key in ("cls_ce_weight", "tch_ce_weight", "aug_rotation", "aug_shift", "aug_zoom"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key}={getattr(self, key)}: expected a value >= 0")
+        for key in ("cls_dropout", "tch_dropout", "dis_dropout"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ConfigError(f"{key}={getattr(self, key)}: expected a value in [0, 1)")
+        if self.aug_zoom >= 1.0 or self.aug_shift >= 1.0:
+            raise ConfigError("aug_zoom and aug_shift: expected fractions below 1")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"device={self.device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        from kdgan.models import REGISTRY  # local import: models import torch
+
+        for key in ("cls_arch", "tch_arch", "dis_arch"):
+            _choice(key, getattr(self, key), tuple(REGISTRY))
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        hint = difflib.get_close_matches(value, allowed, n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise ConfigError(f"{key}={value!r}: expected one of {', '.join(allowed)}{extra}")
+
+
+def _unknown_key_message(key: str, known: list[str]) -> str:
+    hint = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+    extra = f" (did you mean {hint[0]}?)" if hint else ""
+    return f"unknown key {key!r}{extra}; known keys: {', '.join(known)}"
+
+
+def _field_type(cls: type, name: str) -> type:
+    hints = typing.get_type_hints(cls)
+    return hints[name]
+
+
+def _is_instance(value: Any, expected: type) -> bool:
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected is float:
+        return isinstance(value, float)
+    return isinstance(value, expected)
+
+
+def _coerce(key: str, value: Any, expected: type) -> Any:
+    """Turn a command-line string into the field's type; other values pass unchanged."""
+    if not isinstance(value, str) or expected is str:
+        return value
+    text = value.strip()
+    try:
+        if expected is bool:
+            lowered = text.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if expected is int:
+            number = float(text)
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        if expected is float:
+            return float(text)
+    except ValueError:
+        raise ConfigError(f"{key}={value!r}: expected {expected.__name__}") from None
+    return value
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    """Parse `key=value` strings from `--set`; a pair without '=' is an error."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {pair!r}: expected key=value")
+        out[key.strip()] = value
+    return out
+
+
+__all__ = ["Config", "ConfigError", "METHODS", "parse_overrides"]

@@ -1,0 +1,283 @@
+"""The three-player game of KDGAN (paper Algorithm 1) and its relatives.
+
+Players: classifier C (the deliverable; sees x), teacher T and discriminator D (see the
+privileged input xp, which is x itself when the privilege is only model capacity).
+D scores a label vector y against per-class scores s(xp): D(x, y) = sigmoid(<y, s(xp)>).
+
+A method is a choice of players and of a few switches (`METHODS`); the steps are shared.
+Ray never appears here: `kdgan.run` drives a Game epoch by epoch, `kdgan.tune` wraps that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdgan import losses
+from kdgan.augment import random_affine
+from kdgan.config import Config
+from kdgan.data import Data, Split
+from kdgan.models import build
+
+
+@dataclass(frozen=True)
+class Method:
+    """Which players a method trains and which settings it fixes."""
+
+    teacher: bool
+    discriminator: bool
+    fixed: tuple[tuple[str, object], ...] = ()
+    """Config fields the method sets, e.g. NaGAN's alpha = 1."""
+
+
+METHODS: dict[str, Method] = {
+    "kdgan": Method(teacher=True, discriminator=True),
+    # NaGAN: C against D alone, the two-player game KDGAN extends (alpha = 1: all of D's
+    # fake examples come from C; no teacher, no distillation).
+    "nagan": Method(teacher=False, discriminator=True, fixed=(("alpha", 1.0),)),
+    # The paper's ablation: score-function gradients on discrete samples instead of Gumbel.
+    "kdgan-wo-gm": Method(teacher=True, discriminator=True, fixed=(("estimator", "reinforce"),)),
+    # The classifier alone on the labelled data: the floor every method must beat.
+    "supervised": Method(teacher=False, discriminator=False),
+}
+
+
+def effective_config(cfg: Config) -> Config:
+    """The config with the method's fixed settings applied: what the run actually uses."""
+    fixed = dict(METHODS[cfg.method].fixed)
+    return cfg.replace(**fixed) if fixed else cfg
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or inf; the message names the term and the epoch."""
+
+
+class Game:
+    """Players, optimisers and the steps of Algorithm 1 for one run."""
+
+    def __init__(self, cfg: Config, data: Data, device: torch.device) -> None:
+        self.cfg = cfg
+        self.data = data
+        self.device = device
+        self.method = METHODS[cfg.method]
+        k = data.num_classes
+        self.players: dict[str, nn.Module] = {
+            "cls": build(cfg.cls_arch, data.in_shape, k, cfg.cls_dropout)}
+        if self.method.teacher:
+            self.players["tch"] = build(cfg.tch_arch, data.priv_shape, k, cfg.tch_dropout)
+        if self.method.discriminator:
+            self.players["dis"] = build(cfg.dis_arch, data.priv_shape, k, cfg.dis_dropout)
+        for p in self.players.values():
+            p.to(device)
+        lrs = {"cls": cfg.cls_lr, "tch": cfg.tch_lr, "dis": cfg.dis_lr}
+        self.optimizers = {name: torch.optim.Adam(p.parameters(), lr=lrs[name])
+                           for name, p in self.players.items()}
+
+    # ------------------------------------------------------------------ batches
+    def batch(self, index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A training minibatch (x, xp, y), augmented when the config says so.
+
+        index: positions in the training subset; a random batch_size of them when None.
+        When T and D see x itself, they see the same augmented images as C.
+        """
+        train = self.data.train
+        if index is None:
+            n = len(train)
+            index = torch.randperm(n, device=self.device)[: min(self.cfg.batch_size, n)]
+        x, y = train.x[index], train.y[index]
+        if self.cfg.augment:
+            x = self._augment(x)
+        xp = x if train.xp is None else train.xp[index]
+        return x, xp, y
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.cfg
+        return random_affine(x, c.aug_rotation, c.aug_shift, c.aug_zoom)
+
+    def epoch_batches(self) -> list[torch.Tensor]:
+        """One pass over the training subset in shuffled minibatches of batch_size."""
+        perm = torch.randperm(len(self.data.train), device=self.device)
+        return list(perm.split(self.cfg.batch_size))
+
+    # ------------------------------------------------------------------ steps
+    def _train_only(self, name: str) -> None:
+        """Put `name` in train mode and the others in eval mode (their outputs are targets)."""
+        for other, p in self.players.items():
+            p.train(other == name)
+
+    def _update(self, name: str, loss: torch.Tensor,
+                opt: torch.optim.Optimizer | None = None) -> None:
+        """One optimiser step of player `name` (its game optimiser unless `opt` is given)."""
+        opt = opt or self.optimizers[name]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def supervised_step(self, name: str, index: torch.Tensor | None = None,
+                        opt: torch.optim.Optimizer | None = None) -> dict[str, torch.Tensor]:
+        """Cross-entropy on the true labels for C or T (pretraining; `supervised` method)."""
+        self._train_only(name)
+        x, xp, y = self.batch(index)
+        logits = self.players[name](x if name == "cls" else xp)
+        loss = F.cross_entropy(logits, y)
+        self._update(name, loss, opt)
+        return {f"{name}/ce": loss.detach()}
+
+    def dis_step(self, tau: float, alpha: float, index: torch.Tensor | None = None,
+                 opt: torch.optim.Optimizer | None = None) -> dict[str, torch.Tensor]:
+        """Algorithm 1, lines 3-5: D ascends E_pu[log D] + alpha E_pc[log(1-D)]
+        + (1-alpha) E_pt[log(1-D)]; we descend its negative."""
+        cfg = self.cfg
+        self._train_only("dis")
+        x, xp, y = self.batch(index)
+        with torch.no_grad():
+            log_pc = F.log_softmax(self.players["cls"](x), dim=-1)  # (B, K)
+            log_pt = F.log_softmax(self.players["tch"](xp), dim=-1) if "tch" in self.players else None
+        s = self.players["dis"](xp)  # (B, K) per-class scores
+        real = losses.dis_real(s, y)
+
+        def fake(log_p: torch.Tensor) -> torch.Tensor:
+            if cfg.dis_target == "exact":
+                return losses.dis_fake_exact(s, log_p.exp())
+            return losses.dis_fake_sampled(s, losses.gumbel_softmax(log_p, tau))
+
+        terms = {"dis/real": real, "dis/fake_cls": fake(log_pc)}
+        loss = real + alpha * terms["dis/fake_cls"]
+        if log_pt is not None:
+            terms["dis/fake_tch"] = fake(log_pt)
+            loss = loss + (1 - alpha) * terms["dis/fake_tch"]
+        self._update("dis", loss, opt)
+        with torch.no_grad():
+            d = torch.sigmoid(s)
+            terms["dis/d_real"] = d.gather(1, y[:, None]).mean()
+            terms["dis/d_fake_cls"] = (d * log_pc.exp()).sum(-1).mean()
+        terms["dis/loss"] = loss
+        return {k: v.detach() for k, v in terms.items()}
+
+    def generator_step(self, name: str, tau: float) -> dict[str, torch.Tensor]:
+        """Algorithm 1, lines 6-8 (T) and 9-11 (C): weight * adversarial + distillation.
+
+        C: alpha * L_AD^n(q_c) + beta * L_DS^c(p_c, p_t) [+ cls_ce_weight * CE]
+        T: (1 - alpha) * L_AD^n(q_t) + gamma * L_DS^t(p_t, p_c) [+ tch_ce_weight * CE]
+        """
+        cfg = self.cfg
+        other = "tch" if name == "cls" else "cls"
+        adv_weight = cfg.alpha if name == "cls" else 1.0 - cfg.alpha
+        ds_weight = cfg.beta if name == "cls" else cfg.gamma
+        ce_weight = cfg.cls_ce_weight if name == "cls" else cfg.tch_ce_weight
+        self._train_only(name)
+        x, xp, y = self.batch()
+        logits = self.players[name](x if name == "cls" else xp)  # (B, K)
+        terms: dict[str, torch.Tensor] = {}
+        loss = logits.new_zeros(())
+        if adv_weight > 0 and "dis" in self.players:
+            with torch.no_grad():
+                s = self.players["dis"](xp)  # (B, K); D is fixed in this step
+            if cfg.estimator == "reinforce":
+                adv = losses.adv_reinforce(logits, s, cfg.adv_loss, cfg.reinforce_baseline)
+            else:
+                adv = losses.adv_pathwise(logits, s, tau, cfg.adv_loss,
+                                          hard=cfg.estimator == "straight-through")
+            terms[f"{name}/adv"] = adv
+            loss = loss + adv_weight * adv
+        if other in self.players:
+            with torch.no_grad():
+                target = self.players[other](x if other == "cls" else xp)
+            ds = losses.distillation(cfg.distill, logits, target, cfg.distill_temperature)
+            terms[f"{name}/distill"] = ds
+            loss = loss + ds_weight * ds
+        if ce_weight > 0:
+            terms[f"{name}/ce"] = F.cross_entropy(logits, y)
+            loss = loss + ce_weight * terms[f"{name}/ce"]
+        self._update(name, loss)
+        terms[f"{name}/loss"] = loss
+        return {k: v.detach() for k, v in terms.items()}
+
+    # ------------------------------------------------------------------ phases
+    def pretrain(self, log: Callable[[str], None] | None = None) -> dict[str, float]:
+        """Algorithm 1, line 1: C and T on the labelled data (cross-entropy), then D against
+        the pretrained C and T. D's fake examples come from an even mix of C and T (or C
+        alone without a teacher), so pretraining does not depend on alpha and can be shared
+        by every trial of a search."""
+        cfg = self.cfg
+        out: dict[str, float] = {}
+        for name in ("cls", "tch"):
+            if name not in self.players:
+                continue
+            opt = torch.optim.Adam(self.players[name].parameters(), lr=cfg.pretrain_lr)
+            ce = float("nan")
+            for e in range(cfg.pretrain_epochs):
+                batches = self.epoch_batches()
+                total = sum(self.supervised_step(name, i, opt)[f"{name}/ce"] for i in batches)
+                ce = float(total) / len(batches)
+                if log and (e + 1) % max(1, cfg.pretrain_epochs // 4) == 0:
+                    log(f"pretrain {name} epoch {e + 1}/{cfg.pretrain_epochs} ce {ce:.4f}")
+            out[f"pretrain/{name}_ce"] = ce
+        if "dis" in self.players:
+            opt = torch.optim.Adam(self.players["dis"].parameters(), lr=cfg.pretrain_lr)
+            alpha = 0.5 if "tch" in self.players else 1.0
+            for _ in range(cfg.dis_pretrain_epochs):
+                for index in self.epoch_batches():
+                    terms = self.dis_step(cfg.tau_start, alpha, index, opt)
+            if cfg.dis_pretrain_epochs:
+                out["pretrain/dis_loss"] = float(terms["dis/loss"])
+        return out
+
+    def play_epoch(self, tau: float) -> dict[str, float]:
+        """One game epoch: k_D discriminator, k_T teacher, k_C classifier steps (Algorithm 1,
+        lines 3-11), or k_C supervised steps for `supervised`. Returns epoch-mean terms."""
+        cfg = self.cfg
+        sums: dict[str, torch.Tensor] = {}
+        counts: dict[str, int] = {}
+
+        def add(terms: dict[str, torch.Tensor]) -> None:
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0) + v
+                counts[k] = counts.get(k, 0) + 1
+
+        if not self.method.discriminator and not self.method.teacher:  # supervised
+            for _ in range(cfg.cls_steps):
+                add(self.supervised_step("cls"))
+            return {k: float(v) / counts[k] for k, v in sums.items()}
+        if "dis" in self.players:
+            for _ in range(cfg.dis_steps):
+                add(self.dis_step(tau, cfg.alpha))
+        if "tch" in self.players:
+            for _ in range(cfg.tch_steps):
+                add(self.generator_step("tch", tau))
+        for _ in range(cfg.cls_steps):
+            add(self.generator_step("cls", tau))
+        return {k: float(v) / counts[k] for k, v in sums.items()}
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, name: str, split: Split) -> dict[str, float]:
+        """Accuracy and cross-entropy of player `name` on a split, in eval mode."""
+        model = self.players[name]
+        was_training = model.training
+        model.eval()
+        inputs = split.x if name == "cls" or split.xp is None else split.xp
+        correct = torch.zeros((), device=self.device)
+        ce = torch.zeros((), device=self.device)
+        for lo in range(0, len(split), self.cfg.eval_batch_size):
+            logits = model(inputs[lo: lo + self.cfg.eval_batch_size])
+            y = split.y[lo: lo + self.cfg.eval_batch_size]
+            correct += (logits.argmax(-1) == y).sum()
+            ce += F.cross_entropy(logits, y, reduction="sum")
+        model.train(was_training)
+        return {"acc": float(correct) / len(split), "ce": float(ce) / len(split)}
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {"players": {k: p.state_dict() for k, p in self.players.items()},
+                "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, p in self.players.items():
+            p.load_state_dict(state["players"][k])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])

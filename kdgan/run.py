@@ -1,0 +1,240 @@
+"""One run: pretraining, then the game epoch by epoch, with evaluation, history and state.
+
+`Run` is what both faces of kdgan drive: `kdgan.train` (one run, checkpoints in its output
+directory) and `kdgan.tune` (one run per trial, checkpoints through Ray Tune). Its state
+holds the whole game (every player and optimiser, the epoch, the history and the RNG
+state), so a run resumed from a checkpoint continues exactly as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from kdgan import data as data_mod
+from kdgan.config import Config
+from kdgan.game import Game, NonFiniteLossError, effective_config
+from kdgan.losses import tau_at
+from kdgan.models import num_parameters
+
+# Fields that pretraining depends on: runs equal in these share their pretrained players.
+PRETRAIN_FIELDS = ("dataset", "n", "val_size", "seed", "method", "cls_arch", "tch_arch",
+                   "dis_arch", "cls_dropout", "tch_dropout", "dis_dropout", "batch_size",
+                   "pretrain_lr", "pretrain_epochs", "dis_pretrain_epochs", "tau_start",
+                   "dis_target", "augment", "aug_rotation", "aug_shift", "aug_zoom")
+# Seed offset of the game phase: the game's random draws do not depend on whether the
+# pretrained players were computed or read from the cache.
+GAME_SEED_OFFSET = 7919
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name!r}: CUDA is not available on this machine")
+    return device
+
+
+def pretrain_key(cfg: Config) -> str:
+    """A digest of everything pretraining depends on (the method matters only through which
+    players exist: kdgan and kdgan-wo-gm share, nagan and supervised differ)."""
+    values = {k: getattr(cfg, k) for k in PRETRAIN_FIELDS}
+    values["method"] = {"kdgan-wo-gm": "kdgan"}.get(cfg.method, cfg.method)
+    if cfg.dataset not in ("mnist",):
+        p = Path(cfg.dataset)
+        if p.exists():
+            st = p.stat()
+            values["dataset"] = [str(p.resolve()), st.st_size, st.st_mtime_ns]
+    blob = json.dumps(values, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temporary file in the same directory, then rename over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class Run:
+    """A KDGAN (or baseline) run over its epochs. Epoch 0 is the state after pretraining."""
+
+    def __init__(self, cfg: Config, data: data_mod.Data | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.requested = cfg
+        self.cfg = effective_config(cfg)
+        self.log = log or (lambda msg: None)
+        self.device = resolve_device(self.cfg.device)
+        if self.cfg.threads:
+            torch.set_num_threads(self.cfg.threads)
+        torch.manual_seed(self.cfg.seed)
+        self.data = (data or data_mod.load(self.cfg)).to(self.device)
+        self.game = Game(self.cfg, self.data, self.device)
+        self.history: list[dict[str, float]] = []
+        self.epoch = -1        # last finished epoch; -1 before pretraining
+        self.wall_s = 0.0      # seconds spent in this run, over all resumptions
+        self.pretrain_s = 0.0
+
+    # ------------------------------------------------------------------ phases
+    @property
+    def finished(self) -> bool:
+        return self.epoch >= self.cfg.epochs
+
+    def pretrain(self) -> dict[str, float]:
+        """Pretrain every player (or read them from the shared cache) and record epoch 0."""
+        t0 = time.perf_counter()
+        stats = self._pretrain_or_load()
+        torch.manual_seed(self.cfg.seed + GAME_SEED_OFFSET)
+        self.pretrain_s = time.perf_counter() - t0
+        row = {"epoch": 0, "tau": float("nan"), **stats, **self._evaluate(teacher=True),
+               "time/epoch_s": self.pretrain_s}
+        self._record(row, self.pretrain_s)
+        return row
+
+    def play_epoch(self) -> dict[str, float]:
+        """Play the next game epoch, evaluate, and return its history row."""
+        if self.epoch < 0:
+            raise RuntimeError("pretrain() before play_epoch()")
+        if self.finished:
+            raise RuntimeError(f"the run has finished its {self.cfg.epochs} epochs")
+        t0 = time.perf_counter()
+        e = self.epoch + 1
+        tau = tau_at((e - 1) / max(1, self.cfg.epochs - 1), self.cfg.tau_start, self.cfg.tau_end)
+        terms = self.game.play_epoch(tau)
+        bad = [k for k, v in terms.items() if not np.isfinite(v)]
+        if bad:
+            raise NonFiniteLossError(f"epoch {e}: non-finite loss in {', '.join(bad)} "
+                                     f"({', '.join(f'{k}={terms[k]}' for k in bad)})")
+        last = e == self.cfg.epochs
+        row = {"epoch": e, "tau": tau, **terms,
+               **self._evaluate(teacher=last or self.cfg.eval_teacher)}
+        elapsed = time.perf_counter() - t0
+        row["time/epoch_s"] = elapsed
+        self._record(row, elapsed)
+        return row
+
+    def _record(self, row: dict[str, float], elapsed: float) -> None:
+        self.history.append(row)
+        self.epoch = int(row["epoch"])
+        self.wall_s += elapsed
+
+    def _evaluate(self, teacher: bool) -> dict[str, float]:
+        out = {}
+        for split in ("val", "test"):
+            m = self.game.evaluate("cls", getattr(self.data, split))
+            out[f"{split}/acc"], out[f"{split}/ce"] = m["acc"], m["ce"]
+        if teacher and "tch" in self.game.players:
+            for split in ("val", "test"):
+                out[f"{split}/tch_acc"] = self.game.evaluate("tch", getattr(self.data, split))["acc"]
+        return out
+
+    # ------------------------------------------------------------------ pretraining cache
+    def _pretrain_or_load(self) -> dict[str, float]:
+        """Pretrain, or read the players from `pretrain_cache` when an equal run wrote them.
+
+        The file lock makes concurrent runs (trials of a search, on one node or on several
+        sharing a file system) wait for the first one instead of pretraining in parallel.
+        """
+        if not self.cfg.pretrain_cache:
+            return self.game.pretrain(self.log)
+        from filelock import FileLock
+
+        path = Path(self.cfg.pretrain_cache).expanduser() / f"pretrain-{pretrain_key(self.cfg)}.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock"):
+            if path.exists():
+                state = torch.load(path, map_location=self.device, weights_only=True)
+                for name, p in self.game.players.items():
+                    p.load_state_dict(state["players"][name])
+                self.log(f"pretrained players read from {path}")
+                return {k: float(v) for k, v in state["stats"].items()}
+            stats = self.game.pretrain(self.log)
+            state = {"players": {k: p.state_dict() for k, p in self.game.players.items()},
+                     "stats": stats, "config": self.cfg.to_dict()}
+            atomic_write(path, lambda tmp: torch.save(state, tmp))
+            self.log(f"pretrained players written to {path}")
+            return stats
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {"config": self.cfg.to_dict(), "game": self.game.state_dict(),
+                "epoch": self.epoch, "history": self.history, "wall_s": self.wall_s,
+                "pretrain_s": self.pretrain_s, "rng": rng,
+                "train_indices": torch.from_numpy(self.data.train_indices)}
+
+    def load_state_dict(self, state: dict) -> None:
+        saved = Config.from_dict(state["config"])
+        if saved.to_dict() != self.cfg.to_dict():
+            diff = {k: (v, getattr(self.cfg, k)) for k, v in saved.to_dict().items()
+                    if getattr(self.cfg, k) != v}
+            raise ValueError(f"checkpoint was written by a different config: {diff} "
+                             "(saved, requested)")
+        self.game.load_state_dict(state["game"])
+        self.epoch = int(state["epoch"])
+        self.history = list(state["history"])
+        self.wall_s = float(state["wall_s"])
+        self.pretrain_s = float(state["pretrain_s"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+
+    def save(self, path: Path) -> None:
+        atomic_write(Path(path), lambda tmp: torch.save(self.state_dict(), tmp))
+
+    def load(self, path: Path) -> None:
+        """Restore from a checkpoint file; weights_only=True: tensors and plain data only."""
+        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+
+    # ------------------------------------------------------------------ results
+    def history_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.history)
+
+    def summary(self) -> dict:
+        h = self.history_frame()
+        if h.empty:
+            raise RuntimeError("no epochs recorded yet")
+        best = h.loc[h["val/acc"].idxmax()]  # the first epoch with the best validation accuracy
+        last = h.iloc[-1]
+        cfg = self.cfg
+        out = {
+            "method": cfg.method, "dataset": cfg.dataset, "n": cfg.n, "seed": cfg.seed,
+            "val_acc": float(best["val/acc"]), "test_acc": float(best["test/acc"]),
+            "best_epoch": int(best["epoch"]),
+            "last_val_acc": float(last["val/acc"]), "last_test_acc": float(last["test/acc"]),
+            "epochs_run": int(last["epoch"]), "wall_s": self.wall_s, "pretrain_s": self.pretrain_s,
+            "val_size": len(self.data.val), "test_size": len(self.data.test),
+            "num_classes": self.data.num_classes, "data_source": self.data.source,
+            "params": {k: num_parameters(p) for k, p in self.game.players.items()},
+            "device": str(self.device), "torch": torch.__version__,
+            "config": cfg.to_dict(),
+        }
+        for split in ("val", "test"):
+            col = f"{split}/tch_acc"
+            if col in h:
+                done = h[col].dropna()
+                out[f"tch_{split}_acc_pretrained"] = float(done.iloc[0])
+                out[f"tch_{split}_acc_last"] = float(done.iloc[-1])
+        overridden = {k: (getattr(self.requested, k), getattr(cfg, k))
+                      for k in cfg.to_dict() if getattr(self.requested, k) != getattr(cfg, k)}
+        if overridden:
+            out["method_overrides"] = {k: v[1] for k, v in overridden.items()}
+        return out

@@ -1,0 +1,116 @@
+"""One run from the command line.
+
+    python -m kdgan.train --dataset mnist --n 100 --method kdgan --seed 0 --out runs/kdgan-0
+    python -m kdgan.train --method supervised --set epochs=20 --set cls_lr=3e-4 --out DIR
+
+Writes DIR/summary.json, DIR/history.parquet (one row per epoch, every logged metric),
+DIR/train_indices.json and DIR/checkpoint.pt (every player and optimiser, the epoch, the
+history and the RNG state). Run the same command again to resume from the checkpoint; the
+resumed run ends where an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from kdgan.config import Config, ConfigError, parse_overrides
+from kdgan.data import DataError
+from kdgan.game import NonFiniteLossError
+from kdgan.run import Run, atomic_write
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Config, argparse.Namespace]:
+    p = argparse.ArgumentParser(prog="python -m kdgan.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", help="'mnist', a .npz file or an IDX directory")
+    p.add_argument("--n", type=int, help="labelled training examples")
+    p.add_argument("--method", help="kdgan, nagan, kdgan-wo-gm or supervised")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any config field (repeatable), e.g. --set alpha=0.3")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--fresh", action="store_true",
+                   help="ignore a checkpoint in --out and start over")
+    p.add_argument("--smoke", action="store_true",
+                   help="a tiny budget (2 pretraining epochs, 2 game epochs) to check a setup")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    args = p.parse_args(argv)
+    values: dict[str, object] = {}
+    if args.smoke:
+        values.update(pretrain_epochs=2, dis_pretrain_epochs=1, epochs=2)
+    for key in ("dataset", "n", "method", "seed"):
+        if getattr(args, key) is not None:
+            values[key] = getattr(args, key)
+    values.update(parse_overrides(args.set))
+    return Config.from_dict(values), args
+
+
+def format_row(row: dict[str, float], epochs: int) -> str:
+    """One compact progress line per epoch."""
+    parts = [f"epoch {int(row['epoch']):>3}/{epochs}"]
+    if row["tau"] == row["tau"]:  # not NaN
+        parts.append(f"tau {row['tau']:.3f}")
+    for key in ("dis/loss", "tch/adv", "tch/distill", "cls/adv", "cls/distill", "cls/ce"):
+        if key in row:
+            parts.append(f"{key} {row[key]:.4f}")
+    parts.append(f"val {100 * row['val/acc']:.2f}  test {100 * row['test/acc']:.2f}")
+    if row.get("val/tch_acc") is not None and row["val/tch_acc"] == row["val/tch_acc"]:
+        parts.append(f"tch val {100 * row['val/tch_acc']:.2f}")
+    parts.append(f"{row['time/epoch_s']:.1f}s")
+    return " | ".join(parts)
+
+
+def train(cfg: Config, out: Path, fresh: bool = False, quiet: bool = False) -> dict:
+    """Run (or resume) one configuration into `out`; returns the summary."""
+    say = (lambda msg: None) if quiet else (lambda msg: print(msg, flush=True))
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / CHECKPOINT
+    run = Run(cfg, log=say)
+    if ckpt.exists() and not fresh:
+        run.load(ckpt)
+        say(f"resumed from {ckpt} at epoch {run.epoch}/{run.cfg.epochs}")
+    else:
+        say(f"{run.cfg.method} on {run.data.source}: n={cfg.n} seed={cfg.seed} "
+            f"device={run.device} params={ {k: sum(p.numel() for p in m.parameters()) for k, m in run.game.players.items()} }")
+        atomic_write(out / "train_indices.json",
+                     lambda tmp: tmp.write_text(json.dumps(run.data.train_indices.tolist())))
+        say(format_row(run.pretrain(), run.cfg.epochs))
+        run.save(ckpt)
+    while not run.finished:
+        row = run.play_epoch()
+        say(format_row(row, run.cfg.epochs))
+        run.save(ckpt)
+        atomic_write(out / "history.parquet", lambda tmp: run.history_frame().to_parquet(tmp))
+    atomic_write(out / "history.parquet", lambda tmp: run.history_frame().to_parquet(tmp))
+    summary = run.summary()
+    atomic_write(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
+    say(f"best validation epoch {summary['best_epoch']}: val {100 * summary['val_acc']:.2f} "
+        f"test {100 * summary['test_acc']:.2f} | last epoch: test {100 * summary['last_test_acc']:.2f}"
+        f" | {summary['wall_s']:.1f}s | {out}")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg, args = parse_args(argv)
+        t0 = time.perf_counter()
+        train(cfg, args.out, fresh=args.fresh, quiet=args.quiet)
+    except (ConfigError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as e:
+        print(f"error: training diverged: {e}", file=sys.stderr)
+        return 3
+    if not args.quiet:
+        print(f"done in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

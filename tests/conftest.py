@@ -1,0 +1,40 @@
+"""Shared fixtures: small synthetic datasets in the formats users bring, written per test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def blobs(n: int, k: int = 3, side: int = 8, seed: int = 0, noise: float = 0.35):
+    """Images (n, side, side) in [0, 1]: class c lights a fixed random pattern, plus noise."""
+    rng = np.random.default_rng(seed)
+    patterns = np.random.default_rng(1234).random((k, side, side)) > 0.6
+    y = rng.integers(0, k, size=n)
+    x = patterns[y].astype(np.float32) + noise * rng.standard_normal((n, side, side))
+    return np.clip(x, 0, 1).astype(np.float32), y.astype(np.int64)
+
+
+def write_blobs_npz(path: Path, n_train: int = 300, n_val: int = 200, n_test: int = 200,
+                    **extra: np.ndarray) -> Path:
+    xtr, ytr = blobs(n_train, seed=1)
+    xva, yva = blobs(n_val, seed=2)
+    xte, yte = blobs(n_test, seed=3)
+    arrays = dict(x_train=xtr, y_train=ytr, x_val=xva, y_val=yva, x_test=xte, y_test=yte)
+    arrays.update(extra)
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.fixture
+def blobs_npz(tmp_path: Path) -> Path:
+    return write_blobs_npz(tmp_path / "blobs.npz")
+
+
+# A tiny, fast configuration of the whole game on `blobs_npz` (small players, few epochs).
+TINY = dict(n=60, cls_arch="mlp-small", tch_arch="lenet", dis_arch="mlp-small",
+            batch_size=20, pretrain_epochs=3, dis_pretrain_epochs=1, epochs=3,
+            cls_steps=2, tch_steps=1, dis_steps=2, cls_lr=1e-3, tch_lr=1e-3, dis_lr=1e-3,
+            eval_batch_size=500, device="cpu")

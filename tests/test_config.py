@@ -1,0 +1,53 @@
+"""Strict parsing: every bad setting is a clear error naming the key, before any work."""
+
+from __future__ import annotations
+
+import pytest
+
+from kdgan.config import Config, ConfigError, parse_overrides
+
+
+def test_defaults_are_valid_and_round_trip():
+    cfg = Config()
+    assert Config.from_dict(cfg.to_dict()) == cfg
+    assert cfg.replace(alpha=0.5).alpha == 0.5
+
+
+def test_unknown_key_suggests_the_nearest_field():
+    with pytest.raises(ConfigError, match=r"unknown key 'cls_rl'.*did you mean cls_lr"):
+        Config.from_dict({"cls_rl": 0.1})
+
+
+@pytest.mark.parametrize("key,value,pattern", [
+    ("alpha", 1.5, r"alpha=1.5: expected a value in \[0, 1\]"),
+    ("alpha", -0.1, r"alpha=-0.1"),
+    ("beta", 0.0, r"beta=0.0: expected a value > 0"),
+    ("gamma", -1.0, r"gamma=-1.0: expected a value > 0"),
+    ("n", 0, r"n=0: expected an integer >= 1"),
+    ("method", "kdgna", r"method='kdgna'.*did you mean 'kdgan'"),
+    ("distill", "mse", r"distill='mse': expected one of l2, kl"),
+    ("estimator", "gumbal", r"did you mean 'gumbel'"),
+    ("cls_arch", "resnet", r"cls_arch='resnet'"),
+    ("tau_end", 2.0, r"tau_end=2.0: expected <= tau_start"),
+    ("device", "tpu", r"device='tpu'"),
+    ("cls_dropout", 1.0, r"cls_dropout=1.0"),
+    ("epochs", -1, r"epochs=-1"),
+    ("beta", float("nan"), r"beta=nan: expected a finite number"),
+    ("n", 1.5, r"n=1.5: expected int"),
+    ("augment", "maybe", r"augment='maybe': expected bool"),
+])
+def test_bad_values_name_the_key(key, value, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        Config.from_dict({key: value})
+
+
+def test_strings_from_the_command_line_are_coerced():
+    cfg = Config.from_dict(parse_overrides(["alpha=0.3", "n=1000", "augment=false",
+                                            "beta=1e-2", "method=nagan"]))
+    assert (cfg.alpha, cfg.n, cfg.augment, cfg.beta, cfg.method) == (0.3, 1000, False, 0.01, "nagan")
+    assert Config.from_dict({"beta": 2}).beta == 2.0  # an int is a fine float
+
+
+def test_set_needs_key_equals_value():
+    with pytest.raises(ConfigError, match="expected key=value"):
+        parse_overrides(["alpha"])

@@ -1,0 +1,101 @@
+"""The game's mechanics: Lemma 4.1 for D, the methods' players, a short run that learns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from kdgan import data as data_mod
+from kdgan.config import Config
+from kdgan.game import Game, effective_config
+from kdgan.run import Run
+
+from conftest import TINY
+
+
+def _constant_input_data(p_u: np.ndarray, n: int = 4000, seed: int = 0) -> data_mod.Data:
+    """One input x = 0 with labels drawn from p_u: the toy problem of Lemma 4.1."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(len(p_u), size=n, p=p_u)
+    x = np.zeros((n, 1), np.float32)
+    arrays = {"x_pool": x, "y_pool": y, "x_val": x[:10], "y_val": y[:10],
+              "x_test": x[:10], "y_test": y[:10]}
+    return data_mod.build(arrays, n=n, seed=seed, source="toy")
+
+
+def _fix_output(model: torch.nn.Module, probs: np.ndarray) -> None:
+    """Make a linear player output log(probs) on x = 0 (its bias), and freeze it."""
+    linear = model.net[-1]
+    with torch.no_grad():
+        linear.weight.zero_()
+        linear.bias.copy_(torch.log(torch.tensor(probs, dtype=torch.float32)))
+    for p in model.parameters():
+        p.requires_grad_(False)
+
+
+@pytest.mark.parametrize("dis_target,tol", [("exact", 0.01), ("sampled", 0.04)])
+def test_discriminator_reaches_lemma_4_1_optimum(dis_target, tol):
+    """For fixed C and T, the optimal D is p_u / (p_u + p_alpha), p_alpha = a p_c + (1-a) p_t."""
+    torch.manual_seed(0)
+    p_u = np.array([0.5, 0.3, 0.2])
+    p_c = np.array([0.2, 0.2, 0.6])
+    p_t = np.array([0.6, 0.3, 0.1])
+    alpha = 0.3
+    data = _constant_input_data(p_u)
+    cfg = Config(dataset="toy", n=len(data.train), method="kdgan", cls_arch="linear",
+                 tch_arch="linear", dis_arch="linear", cls_dropout=0.0, tch_dropout=0.0,
+                 dis_dropout=0.0, augment=False, batch_size=1000, dis_lr=0.05, alpha=alpha,
+                 dis_target=dis_target, device="cpu")
+    game = Game(cfg, data, torch.device("cpu"))
+    _fix_output(game.players["cls"], p_c)
+    _fix_output(game.players["tch"], p_t)
+    for _ in range(600):
+        game.dis_step(tau=0.1, alpha=alpha)
+    with torch.no_grad():
+        d = torch.sigmoid(game.players["dis"](torch.zeros(1, 1)))[0].numpy()
+    p_alpha = alpha * p_c + (1 - alpha) * p_t
+    p_data = np.bincount(data.train.y.numpy(), minlength=3) / len(data.train)  # empirical p_u
+    np.testing.assert_allclose(d, p_data / (p_data + p_alpha), atol=tol)
+
+
+def test_methods_choose_their_players_and_fixed_settings(blobs_npz):
+    data = data_mod.load(Config(dataset=str(blobs_npz), **TINY))
+    expected = {"kdgan": {"cls", "tch", "dis"}, "kdgan-wo-gm": {"cls", "tch", "dis"},
+                "nagan": {"cls", "dis"}, "supervised": {"cls"}}
+    for method, players in expected.items():
+        cfg = effective_config(Config(dataset=str(blobs_npz), method=method, **TINY))
+        assert set(Game(cfg, data, torch.device("cpu")).players) == players
+    assert effective_config(Config(method="nagan")).alpha == 1.0
+    assert effective_config(Config(method="kdgan-wo-gm")).estimator == "reinforce"
+
+
+@pytest.mark.parametrize("method", ["kdgan", "nagan", "kdgan-wo-gm", "supervised"])
+def test_every_method_logs_its_terms_per_player(blobs_npz, method):
+    run = Run(Config(dataset=str(blobs_npz), method=method, **{**TINY, "epochs": 1}))
+    run.pretrain()
+    row = run.play_epoch()
+    expected = {
+        "kdgan": {"dis/real", "dis/fake_cls", "dis/fake_tch", "tch/adv", "tch/distill",
+                  "cls/adv", "cls/distill"},
+        "kdgan-wo-gm": {"dis/real", "dis/fake_cls", "dis/fake_tch", "tch/adv", "cls/adv"},
+        "nagan": {"dis/real", "dis/fake_cls", "cls/adv"},
+        "supervised": {"cls/ce"},
+    }[method]
+    assert expected <= set(row), sorted(row)
+    assert "cls/distill" not in row if method in ("nagan", "supervised") else True
+
+
+def test_a_short_kdgan_run_learns(blobs_npz):
+    """Three classes (chance 33%): pretraining and a few game epochs reach far above chance,
+    and the game does not destroy what pretraining learned."""
+    torch.manual_seed(0)
+    run = Run(Config(dataset=str(blobs_npz), method="kdgan",
+                     **{**TINY, "pretrain_epochs": 10, "epochs": 5}))
+    first = run.pretrain()
+    while not run.finished:
+        last = run.play_epoch()
+    assert first["val/acc"] > 0.8
+    assert last["val/acc"] > 0.8
+    s = run.summary()
+    assert s["best_epoch"] in range(0, 6) and 0.8 < s["test_acc"] <= 1.0
