@@ -21,6 +21,7 @@ DISTILL_LOSSES = ("l2", "kl")
 ESTIMATORS = ("gumbel", "straight-through", "reinforce")
 ADV_LOSSES = ("nonsaturating", "saturating")
 DIS_TARGETS = ("exact", "sampled")
+MNIST_POOL = 50_000  # mnist.pkl.gz: 50k training pool, 10k validation, 10k test
 
 
 class ConfigError(ValueError):
@@ -182,6 +183,9 @@ class Config:
                     "pretrain_lr", "cls_lr", "tch_lr", "dis_lr"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key}={getattr(self, key)}: expected a value > 0")
+        if self.dataset == "mnist" and self.n > MNIST_POOL:
+            raise ConfigError(f"n={self.n}: larger than the MNIST training pool of {MNIST_POOL} "
+                              "images (the other 10,000 are the validation split)")
         if self.tau_end > self.tau_start:
             raise ConfigError(f"tau_end={self.tau_end}: expected <= tau_start={self.tau_start}"
                               " (the temperature is annealed downwards)")

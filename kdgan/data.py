@@ -10,6 +10,7 @@ MNIST pickle goes through an unpickler that admits numpy arrays and nothing else
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import hashlib
 import io
@@ -107,6 +108,16 @@ def build(arrays: dict[str, np.ndarray], n: int, seed: int, source: str) -> Data
 
 
 def _load_arrays(dataset: str, val_size: int) -> tuple[dict[str, np.ndarray], str]:
+    """Read and check a dataset once per process and file version: the trials of a search
+    that reuse a worker process share it. Callers must not modify the arrays."""
+    path = mnist_path() if dataset == "mnist" else Path(dataset).expanduser()
+    stamp = path.stat().st_mtime_ns if path.exists() else None
+    return _load_arrays_cached(dataset, val_size, str(os.environ.get(MNIST_ENV)), stamp)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_arrays_cached(dataset: str, val_size: int, _env: str,
+                        _stamp: int | None) -> tuple[dict[str, np.ndarray], str]:
     if dataset == "mnist":
         path = mnist_path()
         return _from_mnist_pickle(path), str(path)
