@@ -146,7 +146,7 @@ class Config:
         known = {f.name: f for f in fields(cls)}
         for key in values:
             if key not in known:
-                raise ConfigError(_unknown_key_message(key, list(known)))
+                raise ConfigError(unknown_key_message(key, list(known)))
         kwargs = {k: _coerce(k, v, _field_type(cls, k)) for k, v in values.items()}
         return cls(**kwargs)
 
@@ -219,7 +219,7 @@ def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"{key}={value!r}: expected one of {', '.join(allowed)}{extra}")
 
 
-def _unknown_key_message(key: str, known: list[str]) -> str:
+def unknown_key_message(key: str, known: list[str]) -> str:
     hint = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
     extra = f" (did you mean {hint[0]}?)" if hint else ""
     return f"unknown key {key!r}{extra}; known keys: {', '.join(known)}"

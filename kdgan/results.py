@@ -8,7 +8,6 @@ in the experiment directory, so a resumed search keeps the rows of its earlier l
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +92,6 @@ class ParquetResults(Callback):
         row["wall_s"] = last.get("wall_s")
         row["node"] = last.get("hostname")
         row["node_id"] = last.get("node_id")
-        row["updated"] = time.time()
         return row
 
     def frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from kdgan.config import Config, ConfigError
+from kdgan.config import Config, ConfigError, unknown_key_message
 
 # The repository's search_spaces/ (kdgan is installed from a clone, editable).
 SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
@@ -165,17 +165,22 @@ def _parse_dist(path: Path, key: str, spec: Any) -> Dist:
 def check_against_config(space: Space) -> None:
     """Every fixed field is a Config field with a valid value, and so is every value at the
     extremes of each searched distribution (with the smoke overrides as well)."""
+    known = list(Config().to_dict())
+    for section, keys in (("search", space.search), ("fixed", space.fixed), ("smoke", space.smoke)):
+        for key in keys:
+            if key not in known:
+                where = f"search.{key}" if section == "search" else section
+                raise SpaceError(f"{space.path}: {where}: {unknown_key_message(key, known)}")
     for smoke in (False, True):
         base = space.fixed_config(smoke=smoke)
+        low = {k: d.extremes()[0] for k, d in space.search.items()}
         try:
-            Config.from_dict(base | {k: d.extremes()[0] for k, d in space.search.items()})
+            Config.from_dict(base | low)
         except ConfigError as e:
-            section = "smoke" if smoke else "fixed"
-            raise SpaceError(f"{space.path}: {section}: {e}") from None
+            raise SpaceError(f"{space.path}: {'smoke' if smoke else 'fixed'}: {e}") from None
         for key, dist in space.search.items():
             for value in dist.extremes():
                 try:
-                    Config.from_dict(base | {k: d.extremes()[0] for k, d in space.search.items()}
-                                     | {key: value})
+                    Config.from_dict(base | low | {key: value})
                 except ConfigError as e:
                     raise SpaceError(f"{space.path}: search.{key}: {e}") from None

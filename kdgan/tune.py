@@ -76,7 +76,8 @@ def kdgan_trainable(config: dict[str, Any]) -> None:
         try:
             row = run.play_epoch()
         except NonFiniteLossError as e:  # the trial ends with its reason; the search goes on
-            report(run.history[-1], {"diverged": True, "error": str(e), "epoch": run.epoch + 1})
+            # the last finished epoch's row again, flagged: no row for the epoch that failed
+            report(run.history[-1], {"diverged": True, "error": str(e)})
             return
         report(row, save=run.finished or run.epoch % every == 0)
 
@@ -238,7 +239,9 @@ def run_search(space: spaces.Space, fixed: dict[str, Any], args: argparse.Namesp
                                   f"{name}-{int(t0)}", args.sampler)
         scheduler = None
         if args.asha:
-            scheduler = ASHAScheduler(metric=OBJECTIVE, mode="max", time_attr="epoch",
+            # ASHA compares trials on this epoch's validation accuracy: the running best would
+            # tie every trial at the score of the pretraining they share.
+            scheduler = ASHAScheduler(metric="val/acc", mode="max", time_attr="epoch",
                                       max_t=int(fixed.get("epochs", Config().epochs)),
                                       grace_period=args.grace_epochs)
         tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler,

@@ -1,0 +1,159 @@
+"""Real searches with Ray started in-process, on tiny data with a smoke budget."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from kdgan import tune as tune_mod
+from kdgan.results import EPOCHS, TRIALS
+
+from conftest import write_blobs_npz
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+SPACE = """
+fixed:
+  dataset: {data}
+  n: 60
+  cls_arch: mlp-small
+  tch_arch: linear
+  dis_arch: mlp-small
+  batch_size: 20
+  pretrain_epochs: 2
+  dis_pretrain_epochs: 1
+  epochs: {epochs}
+  cls_steps: 1
+  tch_steps: 1
+  dis_steps: 1
+  augment: false
+  eval_batch_size: 500
+search:
+  alpha: {{uniform: [0.0, 1.0]}}
+  beta: {{loguniform: [1.0e-3, 1.0e+3]}}
+  gamma: {{loguniform: [1.0e-4, 1.0e+2]}}
+{extra}
+"""
+
+
+def _space(tmp_path: Path, epochs: int = 2, extra: str = "") -> Path:
+    data = write_blobs_npz(tmp_path / "blobs.npz")
+    path = tmp_path / "space.yaml"
+    path.write_text(SPACE.format(data=data, epochs=epochs, extra=extra))
+    return path
+
+
+def _study(experiment: Path) -> optuna.Study:
+    storage = f"sqlite:///{experiment / 'optuna.db'}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    return optuna.load_study(study_name=summary.study_name, storage=storage)
+
+
+def test_a_four_trial_search_with_a_diverging_trial(tmp_path):
+    space = _space(tmp_path, extra="  cls_lr: {choice: [1.0e-3, 1.0e+30]}")
+    rc = tune_mod.main(["--space", str(space), "--num-samples", "4", "--storage-path",
+                        str(tmp_path / "results"), "--name", "exp", "--seed", "1"])
+    assert rc == 0
+    experiment = tmp_path / "results" / "exp"
+    trials = pd.read_parquet(experiment / TRIALS)
+    epochs = pd.read_parquet(experiment / EPOCHS)
+    assert len(trials) == 4 and trials["trial_id"].is_unique
+    for column in ("trial_id", "status", "error", "alpha", "beta", "gamma", "n", "method",
+                   "best_val_acc", "test_acc", "best_epoch", "epochs_run", "wall_s", "node"):
+        assert column in trials, column
+    assert trials["alpha"].between(0, 1).all()
+    assert trials["beta"].between(1e-3, 1e3).all() and trials["gamma"].between(1e-4, 1e2).all()
+    assert np.ptp(np.log10(trials["beta"])) > 1 and np.ptp(np.log10(trials["gamma"])) > 1
+    # the huge learning rate diverges with its reason; the other trials finish
+    diverged = trials[trials["cls_lr"] > 1]
+    finished = trials[trials["cls_lr"] < 1]
+    assert len(diverged) and len(finished)
+    assert (diverged["status"] == "DIVERGED").all()
+    assert diverged["error"].str.contains(r"epoch \d+: non-finite loss in").all()
+    assert (finished["status"] == "TERMINATED").all() and (finished["epochs_run"] == 2).all()
+    assert (diverged["epochs_run"] < 2).all()
+    # one row per trial per epoch (0 = after pretraining), every metric
+    for t in finished["trial_id"]:
+        assert epochs.loc[epochs["trial_id"] == t, "epoch"].tolist() == [0, 1, 2]
+    assert {"val/acc", "test/acc", "cls/adv", "cls/distill", "dis/real"} <= set(epochs)
+    # the test accuracy in trials.parquet is the one at the best validation epoch
+    for _, row in finished.iterrows():
+        rows = epochs[epochs["trial_id"] == row["trial_id"]]
+        best = rows.loc[rows["val/acc"].idxmax()]
+        assert row["test_acc"] == pytest.approx(best["test/acc"])
+    # Optuna saw the finished trials as COMPLETE with their best validation accuracy
+    study = _study(experiment)
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == len(finished)
+    assert states.count(optuna.trial.TrialState.FAIL) == len(diverged)
+    assert sorted(t.value for t in study.trials if t.value is not None) == sorted(finished["best_val_acc"])
+    # the pretrained players were shared: one file for all four trials
+    assert len(list((experiment / "pretrain").glob("pretrain-*.pt"))) == 1
+
+
+def test_asha_stopped_trials_reach_optuna_as_pruned(tmp_path):
+    space = _space(tmp_path, epochs=4)
+    rc = tune_mod.main(["--space", str(space), "--num-samples", "6", "--storage-path",
+                        str(tmp_path / "results"), "--name", "asha", "--asha",
+                        "--grace-epochs", "1", "--concurrency", "1"])
+    assert rc == 0
+    experiment = tmp_path / "results" / "asha"
+    trials = pd.read_parquet(experiment / TRIALS)
+    stopped = trials[trials["status"] == "STOPPED"]
+    assert len(stopped) >= 1 and (stopped["epochs_run"] < 4).all()
+    study = _study(experiment)
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(pruned) == len(stopped)
+    assert len(complete) == (trials["status"] == "TERMINATED").sum()
+    # no early score poses as a finished trial: every COMPLETE trial ran every epoch
+    assert all(max(t.intermediate_values) == 4 for t in complete)
+
+
+def _trial_count(path: Path) -> int:
+    try:
+        return len(pd.read_parquet(path))
+    except Exception:
+        return 0
+
+
+def test_a_killed_search_resumes_losing_and_repeating_nothing(tmp_path):
+    space = _space(tmp_path, epochs=3)
+    storage = tmp_path / "results"
+    cmd = [sys.executable, "-m", "kdgan.tune", "--space", str(space), "--num-samples", "6",
+           "--concurrency", "1", "--storage-path", str(storage), "--name", "killed"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    trials_file = storage / "killed" / TRIALS
+    first = subprocess.Popen(cmd, env=env, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while _trial_count(trials_file) < 2 and time.time() < deadline and first.poll() is None:
+        time.sleep(0.5)
+    assert first.poll() is None, "the search ended before it could be killed"
+    os.killpg(first.pid, signal.SIGKILL)  # kill -9 of the driver and the Ray it started
+    first.wait()
+    before = pd.read_parquet(trials_file)
+    done_before = before[before["status"] == "TERMINATED"]
+    assert 2 <= len(done_before) < 6
+
+    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "resuming" in second.stdout
+    after = pd.read_parquet(trials_file)
+    assert len(after) == 6 and after["trial_id"].is_unique
+    assert (after["status"] == "TERMINATED").all()
+    # the trials finished before the kill are kept as they were, not run again
+    kept = after.set_index("trial_id").loc[done_before["trial_id"]]
+    assert (kept["alpha"].values == done_before["alpha"].values).all()
+    assert (kept["best_val_acc"].values == done_before["best_val_acc"].values).all()
+    assert (kept["wall_s"].values == done_before["wall_s"].values).all()  # not run again
+    assert len(_study(storage / "killed").trials) >= 6
