@@ -89,7 +89,8 @@ class ParquetResults(Callback):
         row["test_acc"] = last.get("test_acc_at_best")
         row["best_epoch"] = last.get("best_epoch")
         row["epochs_run"] = last.get("epoch")
-        row["wall_s"] = last.get("wall_s")
+        row["wall_s"] = last.get("wall_s")      # pretraining and game, over all resumptions
+        row["trial_s"] = last.get("trial_s")    # this life of the trial, data loading included
         row["node"] = last.get("hostname")
         row["node_id"] = last.get("node_id")
         return row

@@ -47,6 +47,7 @@ def kdgan_trainable(config: dict[str, Any]) -> None:
     from kdgan.game import NonFiniteLossError
     from kdgan.run import Run
 
+    started = time.perf_counter()
     every = int(config.get("_checkpoint_every", 5))
     cfg = Config.from_dict({k: v for k, v in config.items() if not k.startswith("_")})
     run = Run(cfg)
@@ -58,7 +59,8 @@ def kdgan_trainable(config: dict[str, Any]) -> None:
         best = h.loc[h["val/acc"].idxmax()]
         metrics = {**row, OBJECTIVE: float(best["val/acc"]), "test_acc_at_best": float(best["test/acc"]),
                    "best_epoch": int(best["epoch"]), "epochs_total": run.cfg.epochs,
-                   "wall_s": run.wall_s, "diverged": False, "error": "", **node, **(extra or {})}
+                   "wall_s": run.wall_s, "trial_s": time.perf_counter() - started,
+                   "diverged": False, "error": "", **node, **(extra or {})}
         if not save:
             tune.report(metrics)
             return
