@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import math
 import typing
@@ -67,19 +68,19 @@ class Config:
     """Passes over the n training examples when pretraining the classifier and the teacher."""
     dis_pretrain_epochs: int = 10
     """Passes over the training examples when pretraining D against the pretrained C and T."""
-    cls_lr: float = 1e-4
+    cls_lr: float = 3e-4
     """Adam learning rate of the classifier in the game (and in `supervised`'s epochs)."""
     tch_lr: float = 1e-4
     """Adam learning rate of the teacher in the game."""
     dis_lr: float = 1e-4
     """Adam learning rate of the discriminator in the game."""
-    cls_steps: int = 4
+    cls_steps: int = 8
     """k_C: classifier minibatch steps per game epoch (Algorithm 1, line 9)."""
     tch_steps: int = 2
     """k_T: teacher minibatch steps per game epoch (Algorithm 1, line 6)."""
     dis_steps: int = 4
     """k_D: discriminator minibatch steps per game epoch (Algorithm 1, line 3)."""
-    epochs: int = 50
+    epochs: int = 30
     """Game epochs after pretraining (Algorithm 1, line 2)."""
 
     # --- the game ---------------------------------------------------------------------
@@ -129,8 +130,8 @@ class Config:
     eval_batch_size: int = 2000
     """Batch size of evaluation passes over the validation and test sets."""
     eval_teacher: bool = False
-    """Evaluate the teacher on validation and test every epoch (costly); always done after
-    pretraining and at the end."""
+    """Evaluate the teacher on validation and test after pretraining and after the last
+    epoch (a LeNet over 20,000 images: about 9 s each on 2 CPU cores)."""
     pretrain_cache: str = ""
     """Directory of pretrained players shared between runs ('' = no sharing)."""
     threads: int = 0
@@ -225,9 +226,13 @@ def unknown_key_message(key: str, known: list[str]) -> str:
     return f"unknown key {key!r}{extra}; known keys: {', '.join(known)}"
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, type]:
+    return typing.get_type_hints(cls)
+
+
 def _field_type(cls: type, name: str) -> type:
-    hints = typing.get_type_hints(cls)
-    return hints[name]
+    return _type_hints(cls)[name]
 
 
 def _is_instance(value: Any, expected: type) -> bool:

@@ -242,15 +242,13 @@ class Game:
         if not self.method.discriminator and not self.method.teacher:  # supervised
             for _ in range(cfg.cls_steps):
                 add(self.supervised_step("cls"))
-            return {k: float(v) / counts[k] for k, v in sums.items()}
-        if "dis" in self.players:
-            for _ in range(cfg.dis_steps):
+        else:
+            for _ in range(cfg.dis_steps if "dis" in self.players else 0):
                 add(self.dis_step(tau, cfg.alpha))
-        if "tch" in self.players:
-            for _ in range(cfg.tch_steps):
+            for _ in range(cfg.tch_steps if "tch" in self.players else 0):
                 add(self.generator_step("tch", tau))
-        for _ in range(cfg.cls_steps):
-            add(self.generator_step("cls", tau))
+            for _ in range(cfg.cls_steps):
+                add(self.generator_step("cls", tau))
         return {k: float(v) / counts[k] for k, v in sums.items()}
 
     # ------------------------------------------------------------------ evaluation

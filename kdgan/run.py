@@ -102,7 +102,8 @@ class Run:
         stats = self._pretrain_or_load()
         torch.manual_seed(self.cfg.seed + GAME_SEED_OFFSET)
         self.pretrain_s = time.perf_counter() - t0
-        row = {"epoch": 0, "tau": float("nan"), **stats, **self._evaluate(teacher=True),
+        row = {"epoch": 0, "tau": float("nan"), **stats,
+               **self._evaluate(teacher=self.cfg.eval_teacher),
                "time/epoch_s": self.pretrain_s}
         self._record(row, self.pretrain_s)
         return row
@@ -123,7 +124,7 @@ class Run:
                                      f"({', '.join(f'{k}={terms[k]}' for k in bad)})")
         last = e == self.cfg.epochs
         row = {"epoch": e, "tau": tau, **terms,
-               **self._evaluate(teacher=last or self.cfg.eval_teacher)}
+               **self._evaluate(teacher=last and self.cfg.eval_teacher)}
         elapsed = time.perf_counter() - t0
         row["time/epoch_s"] = elapsed
         self._record(row, elapsed)
