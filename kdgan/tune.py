@@ -15,6 +15,7 @@ the objective; test accuracy is recorded and never used for a choice. Results go
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import sys
@@ -31,6 +32,7 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 from kdgan import spaces  # noqa: E402
 from kdgan.config import Config, ConfigError, parse_overrides  # noqa: E402
 from kdgan.results import ParquetResults  # noqa: E402
+from kdgan.run import atomic_write  # noqa: E402
 
 TRAINABLE_NAME = "kdgan"
 STATE_FILE = "state.pt"
@@ -85,6 +87,14 @@ def kdgan_trainable(config: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------- search
+def _log_invocation(experiment: Path, record: dict[str, Any]) -> None:
+    """Append this invocation of the search to <experiment>/search.json (one per resume)."""
+    path = experiment / "search.json"
+    history = json.loads(path.read_text()) if path.exists() else []
+    history.append(record)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(history, indent=2)))
+
+
 def _optuna_search(metric: str, seed: int, storage_url: str, study_name: str,
                    sampler: str):
     """OptunaSearch whose early-stopped and diverged trials reach Optuna for what they are.
@@ -251,9 +261,16 @@ def run_search(space: spaces.Space, fixed: dict[str, Any], args: argparse.Namesp
                                       max_concurrent_trials=args.concurrency)
         tuner = tune.Tuner(TRAINABLE_NAME, param_space=param_space, tune_config=tune_config,
                            run_config=run_config)
+    cluster_cpus = ray.cluster_resources().get("CPU", 0)
     grid = tuner.fit()
     wall = time.time() - t0
     trials, _ = results.frames()
+    _log_invocation(experiment, {"started": t0, "wall_s": wall, "num_samples": num_samples,
+                                 "concurrency": args.concurrency, "cpus_per_trial": args.cpus_per_trial,
+                                 "gpus_per_trial": args.gpus_per_trial, "sampler": args.sampler,
+                                 "seed": args.seed, "asha": args.asha, "smoke": args.smoke,
+                                 "address": args.address or "local", "trials": len(trials),
+                                 "cluster_cpus": cluster_cpus})
     print(f"\n{len(trials)} trials in {wall:.0f}s "
           f"({', '.join(f'{k} {v}' for k, v in trials['status'].value_counts().items())})")
     done = trials[trials["best_val_acc"].notna()]
