@@ -53,13 +53,16 @@ def describe(exp: dict) -> str:
              f" {len(inv)} invocation(s), wall {wall:.0f} s",
              f"- sum of the trials' own times {trial_sum:.0f} s / concurrency {conc} = {ideal:.0f} s;"
              f" search wall {wall:.0f} s: overhead {100 * (wall / ideal - 1):+.1f}%"]
-    pre = e[e["epoch"] == 0].set_index("trial_id")["time/epoch_s"]
+    first = e[e["epoch"] == 0].set_index("trial_id")
+    pre = first["time/epoch_s"]  # epoch 0's time is the pretraining (or the wait and the read)
     if len(pre) > 1:
-        computed = pre.max()
-        loaded = pre.drop(pre.idxmax())
-        lines.append(f"- pretraining: computed once in {computed:.1f} s, read from the shared cache by "
-                     f"{len(loaded)} trials in {loaded.mean():.2f} s on average: saved "
-                     f"{len(loaded) * computed - loaded.sum():.0f} s of trial time")
+        cached = (first["pretrain/from_cache"] == 1) if "pretrain/from_cache" in first else pre < pre.max()
+        computed = pre[~cached]
+        per_run = computed.mean()
+        lines.append(f"- pretraining: computed by {len(computed)} trial(s) in {per_run:.1f} s, read from the "
+                     f"shared cache by {int(cached.sum())} trials in {pre[cached].median():.2f} s (median; "
+                     f"a trial that waited on the lock counts its wait): saved "
+                     f"{cached.sum() * per_run - pre[cached].sum():.0f} s of trial time")
     done = t[t["best_val_acc"].notna()]
     if not done.empty:
         b = done.loc[done["best_val_acc"].idxmax()]

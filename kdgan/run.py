@@ -153,7 +153,7 @@ class Run:
         sharing a file system) wait for the first one instead of pretraining in parallel.
         """
         if not self.cfg.pretrain_cache:
-            return self.game.pretrain(self.log)
+            return {**self.game.pretrain(self.log), "pretrain/from_cache": 0.0}
         from filelock import FileLock
 
         path = Path(self.cfg.pretrain_cache).expanduser() / f"pretrain-{pretrain_key(self.cfg)}.pt"
@@ -164,13 +164,14 @@ class Run:
                 for name, p in self.game.players.items():
                     p.load_state_dict(state["players"][name])
                 self.log(f"pretrained players read from {path}")
-                return {k: float(v) for k, v in state["stats"].items()}
+                return {**{k: float(v) for k, v in state["stats"].items()},
+                        "pretrain/from_cache": 1.0}
             stats = self.game.pretrain(self.log)
             state = {"players": {k: p.state_dict() for k, p in self.game.players.items()},
                      "stats": stats, "config": self.cfg.to_dict()}
             atomic_write(path, lambda tmp: torch.save(state, tmp))
             self.log(f"pretrained players written to {path}")
-            return stats
+            return {**stats, "pretrain/from_cache": 0.0}
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
