@@ -53,6 +53,10 @@ def describe(exp: dict) -> str:
              f" {len(inv)} invocation(s), wall {wall:.0f} s",
              f"- sum of the trials' own times {trial_sum:.0f} s / concurrency {conc} = {ideal:.0f} s;"
              f" search wall {wall:.0f} s: overhead {100 * (wall / ideal - 1):+.1f}%"]
+    if all("ray_init_s" in i for i in inv):
+        init = sum(i["ray_init_s"] for i in inv)
+        lines.append(f"- of which starting Ray {init:.1f} s; without it the overhead is "
+                     f"{100 * ((wall - init) / ideal - 1):+.1f}%")
     first = e[e["epoch"] == 0].set_index("trial_id")
     pre = first["time/epoch_s"]  # epoch 0's time is the pretraining (or the wait and the read)
     if len(pre) > 1:

@@ -74,8 +74,8 @@ def kdgan_trainable(config: dict[str, Any]) -> None:
     if checkpoint:
         with checkpoint.as_directory() as d:
             run.load(Path(d) / STATE_FILE)
-    else:
-        report(run.pretrain(), save=True)
+    else:  # with the shared cache, a restarted trial gets its pretraining back in a blink
+        report(run.pretrain(), save=not cfg.pretrain_cache)
     while not run.finished:
         try:
             row = run.play_epoch()
@@ -83,7 +83,7 @@ def kdgan_trainable(config: dict[str, Any]) -> None:
             # the last finished epoch's row again, flagged: no row for the epoch that failed
             report(run.history[-1], {"diverged": True, "error": str(e)})
             return
-        report(row, save=run.finished or run.epoch % every == 0)
+        report(row, save=run.epoch % every == 0)
 
 
 # ---------------------------------------------------------------------------- search
@@ -227,6 +227,7 @@ def run_search(space: spaces.Space, fixed: dict[str, Any], args: argparse.Namesp
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray.init(address="local", include_dashboard=False, configure_logging=False,
                  log_to_driver=False)
+    ray_init_s = time.time() - t0
     trainable = tune.with_resources(kdgan_trainable, {"cpu": args.cpus_per_trial,
                                                       "gpu": args.gpus_per_trial})
     tune.register_trainable(TRAINABLE_NAME, trainable)
@@ -270,7 +271,7 @@ def run_search(space: spaces.Space, fixed: dict[str, Any], args: argparse.Namesp
                                  "gpus_per_trial": args.gpus_per_trial, "sampler": args.sampler,
                                  "seed": args.seed, "asha": args.asha, "smoke": args.smoke,
                                  "address": args.address or "local", "trials": len(trials),
-                                 "cluster_cpus": cluster_cpus})
+                                 "cluster_cpus": cluster_cpus, "ray_init_s": ray_init_s})
     print(f"\n{len(trials)} trials in {wall:.0f}s "
           f"({', '.join(f'{k} {v}' for k, v in trials['status'].value_counts().items())})")
     done = trials[trials["best_val_acc"].notna()]
