@@ -84,7 +84,8 @@ class ParquetResults(Callback):
         row: dict[str, Any] = {"trial_id": trial.trial_id,
                                "status": trial_status(status, last),
                                "error": _error_text(trial, last) if status == "ERROR" or last.get("diverged") else ""}
-        row.update({k: trial.config.get(k) for k in CONFIG_FIELDS})
+        # every field, defaults filled in: the trial's whole configuration
+        row.update(Config.from_dict({k: v for k, v in trial.config.items() if k in CONFIG_FIELDS}).to_dict())
         row["best_val_acc"] = last.get("best_val_acc")
         row["test_acc"] = last.get("test_acc_at_best")
         row["best_epoch"] = last.get("best_epoch")

@@ -51,6 +51,10 @@ def kdgan_trainable(config: dict[str, Any]) -> None:
 
     started = time.perf_counter()
     every = int(config.get("_checkpoint_every", 5))
+    # Fault injection for the tests: KDGAN_CRASH_ONCE="EPOCH:MARKER_FILE" makes each trial
+    # crash once before EPOCH (the marker file remembers that it did).
+    crash = os.environ.get("KDGAN_CRASH_ONCE")
+    crash_at, crash_marker = (int(crash.split(":", 1)[0]), crash.split(":", 1)[1]) if crash else (None, "")
     cfg = Config.from_dict({k: v for k, v in config.items() if not k.startswith("_")})
     run = Run(cfg)
     node = {"hostname": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id()}
@@ -77,13 +81,19 @@ def kdgan_trainable(config: dict[str, Any]) -> None:
     else:  # with the shared cache, a restarted trial gets its pretraining back in a blink
         report(run.pretrain(), save=not cfg.pretrain_cache)
     while not run.finished:
+        marker = Path(f"{crash_marker}.{run.cfg.alpha}")
+        if crash_at is not None and run.epoch + 1 == crash_at and not marker.exists():
+            marker.touch()
+            raise RuntimeError(f"injected crash before epoch {crash_at}")
         try:
             row = run.play_epoch()
         except NonFiniteLossError as e:  # the trial ends with its reason; the search goes on
             # the last finished epoch's row again, flagged: no row for the epoch that failed
             report(run.history[-1], {"diverged": True, "error": str(e)})
             return
-        report(row, save=run.epoch % every == 0)
+        # The last epoch always checkpoints: Tune snapshots the experiment when a trial saves,
+        # and that snapshot is what lets a killed search know this trial had finished.
+        report(row, save=run.finished or run.epoch % every == 0)
 
 
 # ---------------------------------------------------------------------------- search

@@ -157,3 +157,33 @@ def test_a_killed_search_resumes_losing_and_repeating_nothing(tmp_path):
     assert (kept["best_val_acc"].values == done_before["best_val_acc"].values).all()
     assert (kept["wall_s"].values == done_before["wall_s"].values).all()  # not run again
     assert len(_study(storage / "killed").trials) >= 6
+
+
+def test_a_failed_trial_is_retried_from_its_last_checkpoint(tmp_path, monkeypatch):
+    """Each trial crashes once before epoch 4; FailureConfig retries it from the checkpoint
+    of epoch 2, and it ends with the same history as a trial that never crashed."""
+    space = _space(tmp_path, epochs=4)
+    monkeypatch.setenv("KDGAN_CRASH_ONCE", f"4:{tmp_path / 'crashed'}")
+    rc = tune_mod.main(["--space", str(space), "--num-samples", "2", "--storage-path",
+                        str(tmp_path / "results"), "--name", "retry", "--checkpoint-every", "2",
+                        "--max-failures", "1"])
+    assert rc == 0
+    assert len(list(tmp_path.glob("crashed.*"))) == 2  # both trials did crash
+    experiment = tmp_path / "results" / "retry"
+    trials = pd.read_parquet(experiment / TRIALS)
+    assert (trials["status"] == "TERMINATED").all() and (trials["epochs_run"] == 4).all()
+    epochs = pd.read_parquet(experiment / EPOCHS)
+    for t in trials["trial_id"]:
+        assert epochs.loc[epochs["trial_id"] == t, "epoch"].tolist() == [0, 1, 2, 3, 4]
+    # rerun the first trial's configuration without crashing: the same validation curve
+    from kdgan.config import Config
+    from kdgan.run import Run
+
+    row = trials.iloc[0]
+    fields = {k: row[k] for k in Config().to_dict() if k in row and k != "pretrain_cache"}
+    run = Run(Config.from_dict({k: (v.item() if hasattr(v, "item") else v) for k, v in fields.items()}))
+    run.pretrain()
+    while not run.finished:
+        run.play_epoch()
+    got = epochs[epochs["trial_id"] == row["trial_id"]]["val/acc"].tolist()
+    assert got == pytest.approx(run.history_frame()["val/acc"].tolist())
