@@ -94,6 +94,7 @@ class ParquetResults(Callback):
         row["trial_s"] = last.get("trial_s")    # this life of the trial, data loading included
         row["node"] = last.get("hostname")
         row["node_id"] = last.get("node_id")
+        row["node_ip"] = last.get("node_ip")
         return row
 
     def frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:

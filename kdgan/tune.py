@@ -158,8 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trials at once (default: as many as the resources allow)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions allowed, e.g. 0.25")
-    p.add_argument("--storage-path", default=str(Path("~/kdgan_results").expanduser()),
-                   help="where experiments live: a local directory, or s3:// / gs:// on clusters")
+    p.add_argument("--storage-path",
+                   default=os.environ.get("KDGAN_STORAGE_PATH", str(Path("~/kdgan_results").expanduser())),
+                   help="where experiments live: a local directory, or s3:// / gs:// or a shared "
+                        "mount on clusters (default $KDGAN_STORAGE_PATH, else ~/kdgan_results)")
     p.add_argument("--name", help="experiment name (default: kdgan-<space>[-smoke])")
     p.add_argument("--seed", type=int, default=0, help="seed of the search (TPE's sampler)")
     p.add_argument("--sampler", choices=("tpe", "random"), default="tpe")
