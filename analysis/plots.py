@@ -1,0 +1,96 @@
+"""Plots as functions from a DataFrame to a matplotlib Figure. No file I/O here."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+# Hyperparameters searched on a log scale in the paper (Figure 4b, 4c).
+LOG_PARAMS = {"beta", "gamma", "cls_lr", "tch_lr", "dis_lr", "pretrain_lr", "distill_temperature"}
+
+
+def trend(x: np.ndarray, y: np.ndarray, log: bool, points: int = 100, bandwidth: float = 0.15,
+          boot: int = 200, seed: int = 0) -> pd.DataFrame:
+    """Gaussian kernel regression of y on x (on log10 x when `log`), with a 90% bootstrap band.
+
+    bandwidth is a fraction of the x range. Returns columns x, mean, lo, hi on a grid.
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    keep = np.isfinite(x) & np.isfinite(y) & ((x > 0) if log else True)
+    x, y = x[keep], y[keep]
+    if len(x) < 2:
+        raise ValueError(f"a trend needs at least 2 points, got {len(x)}")
+    u = np.log10(x) if log else x
+    grid = np.linspace(u.min(), u.max(), points)
+    h = bandwidth * max(u.max() - u.min(), 1e-12)
+
+    def fit(uu: np.ndarray, yy: np.ndarray) -> np.ndarray:
+        w = np.exp(-0.5 * ((grid[:, None] - uu[None, :]) / h) ** 2)  # (points, n)
+        return (w * yy).sum(1) / np.maximum(w.sum(1), 1e-300)
+
+    mean = fit(u, y)
+    rng = np.random.default_rng(seed)
+    draws = np.stack([fit(u[i], y[i]) for i in (rng.integers(0, len(u), len(u)) for _ in range(boot))])
+    lo, hi = np.nanpercentile(draws, [5, 95], axis=0)
+    return pd.DataFrame({"x": 10**grid if log else grid, "mean": mean, "lo": lo, "hi": hi})
+
+
+def sensitivity(trials: pd.DataFrame, params: list[str], by: str | None = None,
+                metric: str = "best_val_acc", test_metric: str | None = "test_acc") -> Figure:
+    """Paper Figures 4 and 5: accuracy against each hyperparameter, one panel each; every trial
+    a point (validation), a smoothed trend with its 90% band, and the test trend dashed."""
+    fig, axes = plt.subplots(1, len(params), figsize=(4.2 * len(params), 3.6), squeeze=False)
+    groups = [(None, trials)] if by is None else list(trials.groupby(by))
+    for ax, param in zip(axes[0], params):
+        log = param in LOG_PARAMS
+        for i, (name, g) in enumerate(groups):
+            color = f"C{i}"
+            label = "" if name is None else f"{by}={name} "
+            ax.scatter(g[param], 100 * g[metric], s=14, alpha=0.6, color=color, label=f"{label}trials (val)")
+            if len(g) >= 3:
+                t = trend(g[param], 100 * g[metric], log)
+                ax.plot(t["x"], t["mean"], color=color, label=f"{label}trend (val)")
+                ax.fill_between(t["x"], t["lo"], t["hi"], color=color, alpha=0.15)
+                if test_metric and test_metric in g:
+                    tt = trend(g[param], 100 * g[test_metric], log)
+                    ax.plot(tt["x"], tt["mean"], color=color, ls="--", label=f"{label}trend (test)")
+        ax.set_xscale("log" if log else "linear")
+        ax.set_xlabel(param)
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def curves(history: pd.DataFrame, metric: str = "val/acc", by: str = "method") -> Figure:
+    """Paper Figure 3: accuracy per epoch, mean over seeds with a +-1 std band, per method."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (name, g) in enumerate(history.groupby(by, sort=False)):
+        stats = g.groupby("epoch")[metric].agg(["mean", "std", "count"])
+        mean, std = 100 * stats["mean"], 100 * stats["std"].fillna(0)
+        ax.plot(stats.index, mean, color=f"C{i}", label=f"{name} (n={int(stats['count'].max())})")
+        ax.fill_between(stats.index, mean - std, mean + std, color=f"C{i}", alpha=0.15)
+    ax.set_xlabel("epoch (0 = after pretraining)")
+    ax.set_ylabel(f"{metric} (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def importance(importances: pd.Series, title: str = "") -> Figure:
+    """Horizontal bars of hyperparameter importances (they sum to 1)."""
+    s = importances.sort_values()
+    fig, ax = plt.subplots(figsize=(5, 0.5 + 0.45 * len(s)))
+    ax.barh(s.index, s.values, color="C0")
+    ax.set_xlabel("importance")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
