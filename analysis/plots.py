@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
 # Hyperparameters searched on a log scale in the paper (Figure 4b, 4c).
 LOG_PARAMS = {"beta", "gamma", "cls_lr", "tch_lr", "dis_lr", "pretrain_lr", "distill_temperature"}
@@ -92,5 +88,24 @@ def importance(importances: pd.Series, title: str = "") -> Figure:
     ax.barh(s.index, s.values, color="C0")
     ax.set_xlabel("importance")
     ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def grad_variance(history: pd.DataFrame, by: str = "method") -> Figure:
+    """Paper Figure 7: per epoch, the variance (trace of the covariance over the epoch's
+    steps) of the classifier's gradient from the adversarial term and from the distillation
+    term, per method (log axis), mean over seeds."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (name, g) in enumerate(history.groupby(by, sort=False)):
+        for col, ls in (("grad/adv_var", "-"), ("grad/distill_var", "--")):
+            if col in g and g[col].notna().any():
+                m = g.groupby("epoch")[col].mean().dropna()
+                ax.plot(m.index, m.values, color=f"C{i}", ls=ls, label=f"{name}: {col.split('/')[1].split('_')[0]}")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("gradient variance (trace)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

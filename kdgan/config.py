@@ -136,6 +136,10 @@ class Config:
     """Directory of pretrained players shared between runs ('' = no sharing)."""
     threads: int = 0
     """torch CPU threads (0 = torch's default)."""
+    log_grad_variance: bool = False
+    """Log the variance over each epoch's steps of the gradients of the classifier's
+    adversarial and distillation terms (paper Figure 7). Two extra backward passes per
+    classifier step when on; nothing when off."""
 
     # ---------------------------------------------------------------------------------
     def __post_init__(self) -> None:

@@ -76,6 +76,7 @@ class Game:
         lrs = {"cls": cfg.cls_lr, "tch": cfg.tch_lr, "dis": cfg.dis_lr}
         self.optimizers = {name: torch.optim.Adam(p.parameters(), lr=lrs[name])
                            for name, p in self.players.items()}
+        self._grad_stats: dict[str, list] = {}
 
     # ------------------------------------------------------------------ batches
     def batch(self, index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -193,9 +194,36 @@ class Game:
         if ce_weight > 0:
             terms[f"{name}/ce"] = F.cross_entropy(logits, y)
             loss = loss + ce_weight * terms[f"{name}/ce"]
+        if name == "cls" and cfg.log_grad_variance:
+            self._track_gradients(terms)
         self._update(name, loss)
         terms[f"{name}/loss"] = loss
         return {k: v.detach() for k, v in terms.items()}
+
+    def _track_gradients(self, terms: dict[str, torch.Tensor]) -> None:
+        """Accumulate the classifier's gradient of each term (unweighted) over the epoch:
+        sums of g and g^2 per parameter, for the total variance trace(Cov g) (Figure 7)."""
+        params = [p for p in self.players["cls"].parameters() if p.requires_grad]
+        for term in ("cls/adv", "cls/distill"):
+            if term not in terms:
+                continue
+            grads = torch.autograd.grad(terms[term], params, retain_graph=True)
+            g = torch.cat([x.reshape(-1) for x in grads])
+            acc = self._grad_stats.setdefault(term, [torch.zeros_like(g), torch.zeros_like(g), 0])
+            acc[0] += g
+            acc[1] += g * g
+            acc[2] += 1
+
+    def gradient_variances(self) -> dict[str, float]:
+        """Per tracked term: trace of the gradient covariance over the epoch's steps, and the
+        squared norm of the mean gradient; resets the accumulators."""
+        out = {}
+        for term, (s1, s2, k) in self._grad_stats.items():
+            mean = s1 / k
+            out[f"grad/{term.split('/')[1]}_var"] = float((s2 / k - mean * mean).sum())
+            out[f"grad/{term.split('/')[1]}_mean_sq"] = float((mean * mean).sum())
+        self._grad_stats = {}
+        return out
 
     # ------------------------------------------------------------------ phases
     def pretrain(self, log: Callable[[str], None] | None = None) -> dict[str, float]:
@@ -249,7 +277,8 @@ class Game:
                 add(self.generator_step("tch", tau))
             for _ in range(cfg.cls_steps):
                 add(self.generator_step("cls", tau))
-        return {k: float(v) / counts[k] for k, v in sums.items()}
+        means = {k: float(v) / counts[k] for k, v in sums.items()}
+        return {**means, **self.gradient_variances()} if cfg.log_grad_variance else means
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()

@@ -110,3 +110,27 @@ def test_analysis_never_imports_torch(tmp_path):
     code = ("import sys, analysis.report, analysis.plots, analysis.tables; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_gradient_variance_section_appears_only_with_the_data(tmp_path):
+    runs = _runs(tmp_path / "runs")
+    text = build_report([], [runs], tmp_path / "a")
+    assert "no run logged it (set log_grad_variance=true)" in text
+    h = pd.read_parquet(runs / "kdgan-s0" / "history.parquet")
+    h["grad/adv_var"], h["grad/distill_var"] = 10.0, 0.5
+    h.to_parquet(runs / "kdgan-s0" / "history.parquet")
+    text = build_report([], [runs], tmp_path / "b")
+    assert "| kdgan | 10 | 0.5 |" in text and (tmp_path / "b" / "grad_variance.png").exists()
+
+
+def test_the_notebook_runs_on_a_generated_experiment(tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    exp = _experiment(tmp_path / "exp")
+    monkeypatch.setenv("KDGAN_EXPERIMENT", str(exp))
+    root = Path(__file__).resolve().parent.parent
+    nb = nbformat.read(root / "notebooks" / "explore_search.ipynb", as_version=4)
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(root)}}).execute()
+    outputs = "".join(str(o) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "40 trials" in outputs and "image/png" in outputs
