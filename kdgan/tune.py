@@ -40,6 +40,19 @@ OBJECTIVE = "best_val_acc"
 
 
 # ---------------------------------------------------------------------------- trainable
+def _maybe_crash(epoch: int, alpha: float) -> None:
+    """Fault injection for the tests: KDGAN_CRASH_ONCE="EPOCH:MARKER" makes each trial (told
+    apart by alpha) crash once before EPOCH; MARKER.<alpha> remembers that it did."""
+    spec = os.environ.get("KDGAN_CRASH_ONCE")
+    if not spec:
+        return
+    at, marker = spec.split(":", 1)
+    done = Path(f"{marker}.{alpha}")
+    if epoch == int(at) and not done.exists():
+        done.touch()
+        raise RuntimeError(f"injected crash before epoch {epoch}")
+
+
 def kdgan_trainable(config: dict[str, Any]) -> None:
     """A Tune function trainable: one configuration, pretraining and game, reported each
     epoch; checkpoints every `checkpoint_every` epochs and resumes from Tune's checkpoint."""
@@ -51,10 +64,6 @@ def kdgan_trainable(config: dict[str, Any]) -> None:
 
     started = time.perf_counter()
     every = int(config.get("_checkpoint_every", 5))
-    # Fault injection for the tests: KDGAN_CRASH_ONCE="EPOCH:MARKER_FILE" makes each trial
-    # crash once before EPOCH (the marker file remembers that it did).
-    crash = os.environ.get("KDGAN_CRASH_ONCE")
-    crash_at, crash_marker = (int(crash.split(":", 1)[0]), crash.split(":", 1)[1]) if crash else (None, "")
     cfg = Config.from_dict({k: v for k, v in config.items() if not k.startswith("_")})
     run = Run(cfg)
     node = {"hostname": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id()}
@@ -81,10 +90,7 @@ def kdgan_trainable(config: dict[str, Any]) -> None:
     else:  # with the shared cache, a restarted trial gets its pretraining back in a blink
         report(run.pretrain(), save=not cfg.pretrain_cache)
     while not run.finished:
-        marker = Path(f"{crash_marker}.{run.cfg.alpha}")
-        if crash_at is not None and run.epoch + 1 == crash_at and not marker.exists():
-            marker.touch()
-            raise RuntimeError(f"injected crash before epoch {crash_at}")
+        _maybe_crash(run.epoch + 1, run.cfg.alpha)
         try:
             row = run.play_epoch()
         except NonFiniteLossError as e:  # the trial ends with its reason; the search goes on
