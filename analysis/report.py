@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 
 from analysis import plots, tables
@@ -76,7 +75,7 @@ def build_report(experiments: list[Path], runs: list[Path], out: Path) -> str:
             by = "n" if "n" in trials and trials["n"].nunique() > 1 else None
             fig = plots.sensitivity(trials[trials["best_val_acc"].notna()], searched, by=by)
             md += ["## Sensitivity (paper Figures 4, 5)", "",
-                   f"Each point a trial's best validation accuracy; lines: kernel-smoothed trend "
+                   "Each point a trial's best validation accuracy; lines: kernel-smoothed trend "
                    f"of validation (solid) and test (dashed) accuracy with a 90% bootstrap band.", "",
                    f"![sensitivity]({_save(fig, out, 'sensitivity')})", ""]
         elif searched:

@@ -112,16 +112,14 @@ def _load_arrays(dataset: str, val_size: int) -> tuple[dict[str, np.ndarray], st
     that reuse a worker process share it. Callers must not modify the arrays."""
     path = mnist_path() if dataset == "mnist" else Path(dataset).expanduser()
     stamp = path.stat().st_mtime_ns if path.exists() else None
-    return _load_arrays_cached(dataset, val_size, str(os.environ.get(MNIST_ENV)), stamp)
+    return _load_arrays_cached(dataset, path, val_size, stamp)
 
 
 @functools.lru_cache(maxsize=2)
-def _load_arrays_cached(dataset: str, val_size: int, _env: str,
+def _load_arrays_cached(dataset: str, path: Path, val_size: int,
                         _stamp: int | None) -> tuple[dict[str, np.ndarray], str]:
     if dataset == "mnist":
-        path = mnist_path()
         return _from_mnist_pickle(path), str(path)
-    path = Path(dataset).expanduser()
     if path.is_dir():
         return _from_idx_dir(path, val_size), str(path)
     if path.suffix == ".npz":

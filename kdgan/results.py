@@ -46,6 +46,7 @@ class ParquetResults(Callback):
         self.dir = Path(experiment_dir)
         self.epochs: dict[tuple[str, int], dict[str, Any]] = {}
         self.trials: dict[str, dict[str, Any]] = {}
+        self._configs: dict[str, dict[str, Any]] = {}  # each trial's full config, parsed once
         self._load_existing()
 
     def _load_existing(self) -> None:
@@ -84,8 +85,10 @@ class ParquetResults(Callback):
         row: dict[str, Any] = {"trial_id": trial.trial_id,
                                "status": trial_status(status, last),
                                "error": _error_text(trial, last) if status == "ERROR" or last.get("diverged") else ""}
-        # every field, defaults filled in: the trial's whole configuration
-        row.update(Config.from_dict({k: v for k, v in trial.config.items() if k in CONFIG_FIELDS}).to_dict())
+        if trial.trial_id not in self._configs:  # every field, defaults filled in
+            self._configs[trial.trial_id] = Config.from_dict(
+                {k: v for k, v in trial.config.items() if k in CONFIG_FIELDS}).to_dict()
+        row.update(self._configs[trial.trial_id])
         row["best_val_acc"] = last.get("best_val_acc")
         row["test_acc"] = last.get("test_acc_at_best")
         row["best_epoch"] = last.get("best_epoch")

@@ -99,7 +99,8 @@ class Run:
     def pretrain(self) -> dict[str, float]:
         """Pretrain every player (or read them from the shared cache) and record epoch 0."""
         t0 = time.perf_counter()
-        stats = self._pretrain_or_load()
+        stats, from_cache = self._pretrain_or_load()
+        stats["pretrain/from_cache"] = float(from_cache)
         torch.manual_seed(self.cfg.seed + GAME_SEED_OFFSET)
         self.pretrain_s = time.perf_counter() - t0
         row = {"epoch": 0, "tau": float("nan"), **stats,
@@ -146,14 +147,14 @@ class Run:
         return out
 
     # ------------------------------------------------------------------ pretraining cache
-    def _pretrain_or_load(self) -> dict[str, float]:
+    def _pretrain_or_load(self) -> tuple[dict[str, float], bool]:
         """Pretrain, or read the players from `pretrain_cache` when an equal run wrote them.
 
         The file lock makes concurrent runs (trials of a search, on one node or on several
         sharing a file system) wait for the first one instead of pretraining in parallel.
         """
         if not self.cfg.pretrain_cache:
-            return {**self.game.pretrain(self.log), "pretrain/from_cache": 0.0}
+            return self.game.pretrain(self.log), False
         from filelock import FileLock
 
         path = Path(self.cfg.pretrain_cache).expanduser() / f"pretrain-{pretrain_key(self.cfg)}.pt"
@@ -164,14 +165,13 @@ class Run:
                 for name, p in self.game.players.items():
                     p.load_state_dict(state["players"][name])
                 self.log(f"pretrained players read from {path}")
-                return {**{k: float(v) for k, v in state["stats"].items()},
-                        "pretrain/from_cache": 1.0}
+                return {k: float(v) for k, v in state["stats"].items()}, True
             stats = self.game.pretrain(self.log)
             state = {"players": {k: p.state_dict() for k, p in self.game.players.items()},
                      "stats": stats, "config": self.cfg.to_dict()}
             atomic_write(path, lambda tmp: torch.save(state, tmp))
             self.log(f"pretrained players written to {path}")
-            return {**stats, "pretrain/from_cache": 0.0}
+            return stats, False
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:

@@ -7,8 +7,8 @@ A space file has three sections:
       n: 100
     search:         # the searched fields and their distributions
       alpha: {uniform: [0.0, 1.0]}
-      beta:  {loguniform: [1.0e-3, 1.0e3]}
-      gamma: {loguniform: [1.0e-4, 1.0e2]}
+      beta:  {loguniform: [1.0e-3, 1.0e+3]}   # YAML needs the sign: 1.0e3 is a string
+      gamma: {loguniform: [1.0e-4, 1.0e+2]}
       n:     {choice: [100, 1000]}
       batch_size: {randint: [16, 65]}     # integer in [16, 65)
     smoke:          # overrides of `fixed` under --smoke (a tiny budget)
