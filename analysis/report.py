@@ -76,7 +76,7 @@ def build_report(experiments: list[Path], runs: list[Path], out: Path) -> str:
             fig = plots.sensitivity(trials[trials["best_val_acc"].notna()], searched, by=by)
             md += ["## Sensitivity (paper Figures 4, 5)", "",
                    "Each point a trial's best validation accuracy; lines: kernel-smoothed trend "
-                   f"of validation (solid) and test (dashed) accuracy with a 90% bootstrap band.", "",
+                   "of validation (solid) and test (dashed) accuracy with a 90% bootstrap band.", "",
                    f"![sensitivity]({_save(fig, out, 'sensitivity')})", ""]
         elif searched:
             skipped.append("sensitivity: fewer than 3 trials")
