@@ -17,7 +17,8 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Any
 
-METHODS = ("kdgan", "nagan", "kdgan-wo-gm", "supervised")
+METHODS = ("kdgan", "nagan", "kdgan-wo-gm", "supervised", "mimic", "distn", "noisy", "codis",
+           "teacher")
 DISTILL_LOSSES = ("l2", "kl")
 ESTIMATORS = ("gumbel", "straight-through", "reinforce")
 ADV_LOSSES = ("nonsaturating", "saturating")
@@ -45,7 +46,9 @@ class Config:
 
     # --- method and players -----------------------------------------------------------
     method: str = "kdgan"
-    """One of: kdgan, nagan (C and D only), kdgan-wo-gm (score-function gradient), supervised."""
+    """kdgan; nagan (C and D only); kdgan-wo-gm (score-function gradient); supervised (C
+    alone); the distillation baselines mimic, distn, noisy, codis; teacher (T alone).
+    See kdgan.methods."""
     cls_arch: str = "mlp"
     """Classifier (student) architecture, a name in kdgan.models.REGISTRY."""
     tch_arch: str = "lenet"
@@ -113,6 +116,18 @@ class Config:
     dis_target: str = "exact"
     """D's fake term: 'exact' expectation over all K labels under alpha p_c + (1-alpha) p_t,
     or 'sampled' from the concrete distributions as written in Algorithm 1."""
+
+    # --- the baselines (kdgan.methods) --------------------------------------------------
+    distn_p: float = 0.7
+    """DISTN: weight p of the soft (teacher) term; the hard-label term gets 1 - p."""
+    distn_temperature: float = 3.0
+    """DISTN: softmax temperature of the soft term (Hinton et al. 2015)."""
+    noisy_sigma: float = 0.1
+    """NOISY: standard deviation of the multiplicative noise on the teacher's logits."""
+    noisy_rate: float = 1.0
+    """NOISY: probability that a minibatch's teacher logits are perturbed."""
+    codis_weight: float = 1.0
+    """CODIS: weight psi of each network's distillation from the other's predictions."""
 
     # --- data augmentation ------------------------------------------------------------
     augment: bool = True
@@ -184,7 +199,11 @@ class Config:
         _choice("dis_target", self.dis_target, DIS_TARGETS)
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"alpha={self.alpha}: expected a value in [0, 1]")
+        for key in ("distn_p", "noisy_rate"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"{key}={getattr(self, key)}: expected a value in [0, 1]")
         for key in ("beta", "gamma", "distill_temperature", "tau_start", "tau_end",
+                    "distn_temperature", "noisy_sigma", "codis_weight",
                     "pretrain_lr", "cls_lr", "tch_lr", "dis_lr"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key}={getattr(self, key)}: expected a value > 0")

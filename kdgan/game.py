@@ -4,13 +4,13 @@ Players: classifier C (the deliverable; sees x), teacher T and discriminator D (
 privileged input xp, which is x itself when the privilege is only model capacity).
 D scores a label vector y against per-class scores s(xp): D(x, y) = sigmoid(<y, s(xp)>).
 
-A method is a choice of players and of a few switches (`METHODS`); the steps are shared.
+A method (`kdgan.methods`) is a choice of players and of how they are trained; the players,
+minibatches, pretraining and evaluation here are shared by all of them.
 Ray never appears here: `kdgan.run` drives a Game epoch by epoch, `kdgan.tune` wraps that.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -21,29 +21,15 @@ from kdgan import losses
 from kdgan.augment import random_affine
 from kdgan.config import Config
 from kdgan.data import Data, Split
+from kdgan.methods import METHODS, LossFn, Method
 from kdgan.models import build
 
 
-@dataclass(frozen=True)
-class Method:
-    """Which players a method trains and which settings it fixes."""
-
-    teacher: bool
-    discriminator: bool
-    fixed: tuple[tuple[str, object], ...] = ()
-    """Config fields the method sets, e.g. NaGAN's alpha = 1."""
-
-
-METHODS: dict[str, Method] = {
-    "kdgan": Method(teacher=True, discriminator=True),
-    # NaGAN: C against D alone, the two-player game KDGAN extends (alpha = 1: all of D's
-    # fake examples come from C; no teacher, no distillation).
-    "nagan": Method(teacher=False, discriminator=True, fixed=(("alpha", 1.0),)),
-    # The paper's ablation: score-function gradients on discrete samples instead of Gumbel.
-    "kdgan-wo-gm": Method(teacher=True, discriminator=True, fixed=(("estimator", "reinforce"),)),
-    # The classifier alone on the labelled data: the floor every method must beat.
-    "supervised": Method(teacher=False, discriminator=False),
-}
+# Seed offsets per player: a player's initial weights and its pretraining draws depend only
+# on the run's seed and the player, not on which other players the method has, so every
+# method of a seed starts from the same classifier and distils from the same teacher.
+PLAYER_SEED = {"cls": 101, "tch": 202, "dis": 303}
+PRETRAIN_SEED = {"cls": 1101, "tch": 2202, "dis": 3303}
 
 
 def effective_config(cfg: Config) -> Config:
@@ -63,16 +49,14 @@ class Game:
         self.cfg = cfg
         self.data = data
         self.device = device
-        self.method = METHODS[cfg.method]
+        self.method: Method = METHODS[cfg.method]
         k = data.num_classes
-        self.players: dict[str, nn.Module] = {
-            "cls": build(cfg.cls_arch, data.in_shape, k, cfg.cls_dropout)}
-        if self.method.teacher:
-            self.players["tch"] = build(cfg.tch_arch, data.priv_shape, k, cfg.tch_dropout)
-        if self.method.discriminator:
-            self.players["dis"] = build(cfg.dis_arch, data.priv_shape, k, cfg.dis_dropout)
-        for p in self.players.values():
-            p.to(device)
+        shapes = {"cls": data.in_shape, "tch": data.priv_shape, "dis": data.priv_shape}
+        self.players: dict[str, nn.Module] = {}
+        for name in self.method.players:
+            torch.manual_seed(cfg.seed * 10_007 + PLAYER_SEED[name])
+            self.players[name] = build(getattr(cfg, f"{name}_arch"), shapes[name], k,
+                                       getattr(cfg, f"{name}_dropout")).to(device)
         lrs = {"cls": cfg.cls_lr, "tch": cfg.tch_lr, "dis": cfg.dis_lr}
         self.optimizers = {name: torch.optim.Adam(p.parameters(), lr=lrs[name])
                            for name, p in self.players.items()}
@@ -200,6 +184,21 @@ class Game:
         terms[f"{name}/loss"] = loss
         return {k: v.detach() for k, v in terms.items()}
 
+    def loss_step(self, name: str, loss_fn: LossFn) -> dict[str, torch.Tensor]:
+        """One step of a non-adversarial method: player `name` descends loss_fn(cfg, its
+        logits, the other player's logits (fixed) or None, labels) on a training minibatch."""
+        other = "tch" if name == "cls" else "cls"
+        self._train_only(name)
+        x, xp, y = self.batch()
+        logits = self.players[name](x if name == "cls" else xp)
+        target = None
+        if other in self.players:
+            with torch.no_grad():
+                target = self.players[other](x if other == "cls" else xp)
+        terms = loss_fn(self.cfg, logits, target, y)
+        self._update(name, terms["loss"])
+        return {f"{name}/{k}": v.detach() for k, v in terms.items()}
+
     def _track_gradients(self, terms: dict[str, torch.Tensor]) -> None:
         """Accumulate the classifier's gradient of each term (unweighted) over the epoch:
         sums of g and g^2 per parameter, for the total variance trace(Cov g) (Figure 7)."""
@@ -227,15 +226,23 @@ class Game:
 
     # ------------------------------------------------------------------ phases
     def pretrain(self, log: Callable[[str], None] | None = None) -> dict[str, float]:
-        """Algorithm 1, line 1: C and T on the labelled data (cross-entropy), then D against
-        the pretrained C and T. D's fake examples come from an even mix of C and T (or C
-        alone without a teacher), so pretraining does not depend on alpha and can be shared
-        by every trial of a search."""
-        cfg = self.cfg
+        """Algorithm 1, line 1: every player in turn (`pretrain_player`)."""
         out: dict[str, float] = {}
-        for name in ("cls", "tch"):
-            if name not in self.players:
-                continue
+        for name in self.players:
+            out.update(self.pretrain_player(name, log))
+        return out
+
+    def pretrain_player(self, name: str, log: Callable[[str], None] | None = None) -> dict[str, float]:
+        """Pretrain one player, with random draws seeded by the run's seed and the player alone.
+
+        C and T: cross-entropy on the labelled data. D (after C and T): against the pretrained
+        C and T, its fake examples from an even mix of C and T (or C alone without a teacher),
+        so that pretraining does not depend on alpha and can be shared by every trial of a
+        search.
+        """
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed * 10_007 + PRETRAIN_SEED[name])
+        if name in ("cls", "tch"):
             opt = torch.optim.Adam(self.players[name].parameters(), lr=cfg.pretrain_lr)
             ce = float("nan")
             for e in range(cfg.pretrain_epochs):
@@ -244,20 +251,18 @@ class Game:
                 ce = float(total) / len(batches)
                 if log and (e + 1) % max(1, cfg.pretrain_epochs // 4) == 0:
                     log(f"pretrain {name} epoch {e + 1}/{cfg.pretrain_epochs} ce {ce:.4f}")
-            out[f"pretrain/{name}_ce"] = ce
-        if "dis" in self.players:
-            opt = torch.optim.Adam(self.players["dis"].parameters(), lr=cfg.pretrain_lr)
-            alpha = 0.5 if "tch" in self.players else 1.0
-            for _ in range(cfg.dis_pretrain_epochs):
-                for index in self.epoch_batches():
-                    terms = self.dis_step(cfg.tau_start, alpha, index, opt)
-            if cfg.dis_pretrain_epochs:
-                out["pretrain/dis_loss"] = float(terms["dis/loss"])
-        return out
+            return {f"pretrain/{name}_ce": ce}
+        opt = torch.optim.Adam(self.players["dis"].parameters(), lr=cfg.pretrain_lr)
+        alpha = 0.5 if "tch" in self.players else 1.0
+        for _ in range(cfg.dis_pretrain_epochs):
+            for index in self.epoch_batches():
+                terms = self.dis_step(cfg.tau_start, alpha, index, opt)
+        return {"pretrain/dis_loss": float(terms["dis/loss"])} if cfg.dis_pretrain_epochs else {}
 
     def play_epoch(self, tau: float) -> dict[str, float]:
-        """One game epoch: k_D discriminator, k_T teacher, k_C classifier steps (Algorithm 1,
-        lines 3-11), or k_C supervised steps for `supervised`. Returns epoch-mean terms."""
+        """One epoch: k_D discriminator, k_T teacher, k_C classifier steps (Algorithm 1,
+        lines 3-11) for the KDGAN family; for the other methods, k_T steps on the teacher's
+        loss (when it trains) and k_C on the classifier's. Returns epoch-mean terms."""
         cfg = self.cfg
         sums: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}
@@ -267,16 +272,20 @@ class Game:
                 sums[k] = sums.get(k, 0) + v
                 counts[k] = counts.get(k, 0) + 1
 
-        if not self.method.discriminator and not self.method.teacher:  # supervised
-            for _ in range(cfg.cls_steps):
-                add(self.supervised_step("cls"))
-        else:
+        if self.method.adversarial:
             for _ in range(cfg.dis_steps if "dis" in self.players else 0):
                 add(self.dis_step(tau, cfg.alpha))
             for _ in range(cfg.tch_steps if "tch" in self.players else 0):
                 add(self.generator_step("tch", tau))
             for _ in range(cfg.cls_steps):
                 add(self.generator_step("cls", tau))
+        else:
+            if self.method.tch_loss is not None:
+                for _ in range(cfg.tch_steps):
+                    add(self.loss_step("tch", self.method.tch_loss))
+            if self.method.cls_loss is not None:
+                for _ in range(cfg.cls_steps):
+                    add(self.loss_step("cls", self.method.cls_loss))
         means = {k: float(v) / counts[k] for k, v in sums.items()}
         return {**means, **self.gradient_variances()} if cfg.log_grad_variance else means
 

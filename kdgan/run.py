@@ -26,11 +26,16 @@ from kdgan.game import Game, NonFiniteLossError, effective_config
 from kdgan.losses import tau_at
 from kdgan.models import num_parameters
 
-# Fields that pretraining depends on: runs equal in these share their pretrained players.
-PRETRAIN_FIELDS = ("dataset", "n", "val_size", "seed", "method", "cls_arch", "tch_arch",
-                   "dis_arch", "cls_dropout", "tch_dropout", "dis_dropout", "batch_size",
-                   "pretrain_lr", "pretrain_epochs", "dis_pretrain_epochs", "tau_start",
-                   "dis_target", "augment", "aug_rotation", "aug_shift", "aug_zoom")
+# Fields that a player's pretraining depends on: runs equal in them share that player's
+# pretrained weights (whatever their method), e.g. one teacher per dataset, n and seed.
+PRETRAIN_COMMON = ("dataset", "n", "val_size", "seed", "batch_size", "pretrain_lr",
+                   "pretrain_epochs", "augment", "aug_rotation", "aug_shift", "aug_zoom")
+PRETRAIN_FIELDS = {
+    "cls": PRETRAIN_COMMON + ("cls_arch", "cls_dropout"),
+    "tch": PRETRAIN_COMMON + ("tch_arch", "tch_dropout"),
+    "dis": PRETRAIN_COMMON + ("dis_arch", "dis_dropout", "dis_pretrain_epochs", "tau_start",
+                              "dis_target"),
+}
 # Seed offset of the game phase: the game's random draws do not depend on whether the
 # pretrained players were computed or read from the cache.
 GAME_SEED_OFFSET = 7919
@@ -45,16 +50,18 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def pretrain_key(cfg: Config) -> str:
-    """A digest of everything pretraining depends on (the method matters only through which
-    players exist: kdgan and kdgan-wo-gm share, nagan and supervised differ)."""
-    values = {k: getattr(cfg, k) for k in PRETRAIN_FIELDS}
-    values["method"] = {"kdgan-wo-gm": "kdgan"}.get(cfg.method, cfg.method)
+def pretrain_key(cfg: Config, player: str, players: tuple[str, ...]) -> str:
+    """A digest of everything the pretraining of `player` depends on. D is pretrained
+    against the pretrained C and T, so its key includes theirs (and whether T exists)."""
+    values: dict = {k: getattr(cfg, k) for k in PRETRAIN_FIELDS[player]}
+    values["player"] = player
     if cfg.dataset not in ("mnist",):
         p = Path(cfg.dataset)
         if p.exists():
             st = p.stat()
             values["dataset"] = [str(p.resolve()), st.st_size, st.st_mtime_ns]
+    if player == "dis":
+        values["against"] = {q: pretrain_key(cfg, q, players) for q in ("cls", "tch") if q in players}
     blob = json.dumps(values, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -138,17 +145,20 @@ class Run:
 
     def _evaluate(self, teacher: bool) -> dict[str, float]:
         out = {}
+        evaluated = self.game.method.evaluated
         for split in ("val", "test"):
-            m = self.game.evaluate("cls", getattr(self.data, split))
+            m = self.game.evaluate(evaluated, getattr(self.data, split))
             out[f"{split}/acc"], out[f"{split}/ce"] = m["acc"], m["ce"]
-        if teacher and "tch" in self.game.players:
+        if teacher and "tch" in self.game.players and evaluated != "tch":
             for split in ("val", "test"):
                 out[f"{split}/tch_acc"] = self.game.evaluate("tch", getattr(self.data, split))["acc"]
         return out
 
     # ------------------------------------------------------------------ pretraining cache
     def _pretrain_or_load(self) -> tuple[dict[str, float], bool]:
-        """Pretrain, or read the players from `pretrain_cache` when an equal run wrote them.
+        """Pretrain each player, or read it from `pretrain_cache` when a run with the same
+        pretraining settings (of any method) wrote it. Returns the stats and whether every
+        player came from the cache.
 
         The file lock makes concurrent runs (trials of a search, on one node or on several
         sharing a file system) wait for the first one instead of pretraining in parallel.
@@ -157,21 +167,28 @@ class Run:
             return self.game.pretrain(self.log), False
         from filelock import FileLock
 
-        path = Path(self.cfg.pretrain_cache).expanduser() / f"pretrain-{pretrain_key(self.cfg)}.pt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(path) + ".lock"):
-            if path.exists():
-                state = torch.load(path, map_location=self.device, weights_only=True)
-                for name, p in self.game.players.items():
-                    p.load_state_dict(state["players"][name])
-                self.log(f"pretrained players read from {path}")
-                return {k: float(v) for k, v in state["stats"].items()}, True
-            stats = self.game.pretrain(self.log)
-            state = {"players": {k: p.state_dict() for k, p in self.game.players.items()},
-                     "stats": stats, "config": self.cfg.to_dict()}
-            atomic_write(path, lambda tmp: torch.save(state, tmp))
-            self.log(f"pretrained players written to {path}")
-            return stats, False
+        stats: dict[str, float] = {}
+        all_cached = True
+        players = tuple(self.game.players)
+        cache = Path(self.cfg.pretrain_cache).expanduser()
+        cache.mkdir(parents=True, exist_ok=True)
+        for name, player in self.game.players.items():
+            path = cache / f"{name}-{pretrain_key(self.cfg, name, players)}.pt"
+            with FileLock(str(path) + ".lock"):
+                if path.exists():
+                    state = torch.load(path, map_location=self.device, weights_only=True)
+                    player.load_state_dict(state["weights"])
+                    stats.update({k: float(v) for k, v in state["stats"].items()})
+                    self.log(f"pretrained {name} read from {path}")
+                    continue
+                all_cached = False
+                player_stats = self.game.pretrain_player(name, self.log)
+                state = {"weights": player.state_dict(), "stats": player_stats,
+                         "config": self.cfg.to_dict()}
+                atomic_write(path, lambda tmp: torch.save(state, tmp))
+                stats.update(player_stats)
+                self.log(f"pretrained {name} written to {path}")
+        return stats, all_cached
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:

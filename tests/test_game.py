@@ -9,6 +9,7 @@ import torch
 from kdgan import data as data_mod
 from kdgan.config import Config
 from kdgan.game import Game, effective_config
+from kdgan.methods import METHODS, codis, distn, mimic, noisy
 from kdgan.run import Run
 
 from conftest import TINY
@@ -45,7 +46,7 @@ def test_discriminator_reaches_lemma_4_1_optimum(dis_target, tol):
     data = _constant_input_data(p_u)
     cfg = Config(dataset="toy", n=len(data.train), method="kdgan", cls_arch="linear",
                  tch_arch="linear", dis_arch="linear", cls_dropout=0.0, tch_dropout=0.0,
-                 dis_dropout=0.0, augment=False, batch_size=1000, dis_lr=0.05, alpha=alpha,
+                 dis_dropout=0.0, augment=False, batch_size=len(data.train), dis_lr=0.05, alpha=alpha,
                  dis_target=dis_target, device="cpu")
     game = Game(cfg, data, torch.device("cpu"))
     _fix_output(game.players["cls"], p_c)
@@ -62,15 +63,20 @@ def test_discriminator_reaches_lemma_4_1_optimum(dis_target, tol):
 def test_methods_choose_their_players_and_fixed_settings(blobs_npz):
     data = data_mod.load(Config(dataset=str(blobs_npz), **TINY))
     expected = {"kdgan": {"cls", "tch", "dis"}, "kdgan-wo-gm": {"cls", "tch", "dis"},
-                "nagan": {"cls", "dis"}, "supervised": {"cls"}}
+                "nagan": {"cls", "dis"}, "supervised": {"cls"}, "mimic": {"cls", "tch"},
+                "distn": {"cls", "tch"}, "noisy": {"cls", "tch"}, "codis": {"cls", "tch"},
+                "teacher": {"tch"}}
+    assert set(expected) == set(METHODS)
     for method, players in expected.items():
         cfg = effective_config(Config(dataset=str(blobs_npz), method=method, **TINY))
         assert set(Game(cfg, data, torch.device("cpu")).players) == players
     assert effective_config(Config(method="nagan")).alpha == 1.0
     assert effective_config(Config(method="kdgan-wo-gm")).estimator == "reinforce"
+    assert effective_config(Config(method="teacher")).epochs == 0
 
 
-@pytest.mark.parametrize("method", ["kdgan", "nagan", "kdgan-wo-gm", "supervised"])
+@pytest.mark.parametrize("method", ["kdgan", "nagan", "kdgan-wo-gm", "supervised", "mimic",
+                                    "distn", "noisy", "codis"])
 def test_every_method_logs_its_terms_per_player(blobs_npz, method):
     run = Run(Config(dataset=str(blobs_npz), method=method, **{**TINY, "epochs": 1}))
     run.pretrain()
@@ -81,9 +87,59 @@ def test_every_method_logs_its_terms_per_player(blobs_npz, method):
         "kdgan-wo-gm": {"dis/real", "dis/fake_cls", "dis/fake_tch", "tch/adv", "cls/adv"},
         "nagan": {"dis/real", "dis/fake_cls", "cls/adv"},
         "supervised": {"cls/ce"},
+        "mimic": {"cls/distill"},
+        "distn": {"cls/distill", "cls/ce"},
+        "noisy": {"cls/distill"},
+        "codis": {"cls/ce", "cls/distill", "tch/ce", "tch/distill"},
     }[method]
     assert expected <= set(row), sorted(row)
     assert "cls/distill" not in row if method in ("nagan", "supervised") else True
+    assert not any(k.startswith("tch/") for k in row) if method in ("mimic", "distn", "noisy") else True
+
+
+def test_fixed_teacher_baselines_leave_the_teacher_alone_and_codis_trains_it(blobs_npz):
+    for method, trains_teacher in (("mimic", False), ("distn", False), ("noisy", False),
+                                   ("codis", True)):
+        run = Run(Config(dataset=str(blobs_npz), method=method, **{**TINY, "epochs": 1}))
+        run.pretrain()
+        before = {k: v.clone() for k, v in run.game.players["tch"].state_dict().items()}
+        cls_before = {k: v.clone() for k, v in run.game.players["cls"].state_dict().items()}
+        run.play_epoch()
+        same = all(torch.equal(v, run.game.players["tch"].state_dict()[k]) for k, v in before.items())
+        assert same is not trains_teacher, method
+        assert not all(torch.equal(v, run.game.players["cls"].state_dict()[k])
+                       for k, v in cls_before.items()), method
+
+
+def test_baseline_losses_against_hand_values():
+    cfg = Config(distn_p=0.7, distn_temperature=2.0, codis_weight=0.5)
+    h = torch.tensor([[1.0, 0.0, -1.0]])
+    f = torch.tensor([[2.0, 1.0, 0.0]])
+    y = torch.tensor([0])
+    # MIMIC: 1/2 ||h - f||^2 = 1/2 * 3
+    assert mimic.loss(cfg, h, f, y)["loss"].item() == pytest.approx(1.5)
+    # DISTN: p T^2 KL(softmax(f/T) || softmax(h/T)) + (1-p) CE(y, h)
+    p_t = np.exp(f[0].numpy() / 2) / np.exp(f[0].numpy() / 2).sum()
+    q = np.exp(h[0].numpy() / 2) / np.exp(h[0].numpy() / 2).sum()
+    kl = (p_t * np.log(p_t / q)).sum()
+    ce = -np.log(np.exp(1.0) / np.exp(h[0].numpy()).sum())
+    assert distn.loss(cfg, h, f, y)["loss"].item() == pytest.approx(0.7 * 4 * kl + 0.3 * ce, rel=1e-5)
+    # CODIS: CE + psi KL at temperature 1, the other's prediction as target
+    p1 = np.exp(f[0].numpy()) / np.exp(f[0].numpy()).sum()
+    q1 = np.exp(h[0].numpy()) / np.exp(h[0].numpy()).sum()
+    kl1 = (p1 * np.log(p1 / q1)).sum()
+    assert codis.loss(cfg, h, f, y)["loss"].item() == pytest.approx(ce + 0.5 * kl1, rel=1e-5)
+    # NOISY: sigma 0 is MIMIC; rate 0 never perturbs; otherwise f (1 + xi) with std sigma f
+    assert noisy.loss(cfg.replace(noisy_sigma=1e-12), h, f, y)["loss"].item() == pytest.approx(1.5)
+    assert torch.equal(noisy.perturb(f, 5.0, 0.0), f)
+    torch.manual_seed(0)
+    big = f.expand(20000, 3)
+    xi = noisy.perturb(big, 0.1, 1.0) / big - 1  # relative perturbation of the nonzero logits
+    assert xi[:, :2].std().item() == pytest.approx(0.1, rel=0.03)
+    assert abs(xi[:, :2].mean().item()) < 3e-3
+    with torch.no_grad():
+        rates = np.mean([not torch.equal(noisy.perturb(f, 0.1, 0.3), f) for _ in range(4000)])
+    assert rates == pytest.approx(0.3, abs=0.03)
 
 
 def test_a_short_kdgan_run_learns(blobs_npz):

@@ -79,16 +79,37 @@ def test_shared_pretraining_gives_the_same_run(blobs_npz, tmp_path):
     """A run that reads its pretrained players from the cache equals one that computed them."""
     cache = tmp_path / "cache"
     first = train_mod.train(_cfg(blobs_npz, pretrain_cache=str(cache)), tmp_path / "a", quiet=True)
-    assert len(list(cache.glob("pretrain-*.pt"))) == 1
+    assert sorted(f.name.split("-")[0] for f in cache.glob("*.pt")) == ["cls", "dis", "tch"]
     again = train_mod.train(_cfg(blobs_npz, pretrain_cache=str(cache)), tmp_path / "b", quiet=True)
     plain = train_mod.train(_cfg(blobs_npz), tmp_path / "c", quiet=True)
     for s in (again, plain):
         assert (s["val_acc"], s["test_acc"], s["best_epoch"]) == (
             first["val_acc"], first["test_acc"], first["best_epoch"])
-    # alpha, beta and gamma do not change what pretraining computes: one file still
+    # alpha, beta and gamma do not change what pretraining computes: three files still
     train_mod.train(_cfg(blobs_npz, pretrain_cache=str(cache), alpha=0.9, beta=3.0),
                     tmp_path / "d", quiet=True)
-    assert len(list(cache.glob("pretrain-*.pt"))) == 1
+    assert len(list(cache.glob("*.pt"))) == 3
+
+
+def test_every_method_of_a_seed_shares_one_teacher_and_one_classifier_start(blobs_npz, tmp_path):
+    """One pretrained teacher per (dataset, n, seed) whatever the method; the cached players
+    are bit-identical to the ones a run without the cache computes."""
+    cache = tmp_path / "cache"
+    for method in ("supervised", "distn", "kdgan", "teacher"):
+        train_mod.train(_cfg(blobs_npz, method=method, epochs=1, pretrain_cache=str(cache)),
+                        tmp_path / method, quiet=True)
+    names = sorted(f.name.split("-")[0] for f in cache.glob("*.pt"))
+    assert names == ["cls", "dis", "tch"], names
+    plain = Run(_cfg(blobs_npz, method="mimic"))
+    plain.pretrain()
+    (tch_file,) = cache.glob("tch-*.pt")
+    cached = torch.load(tch_file, weights_only=True)["weights"]
+    for name, tensor in plain.game.players["tch"].state_dict().items():
+        assert torch.equal(tensor, cached[name]), name
+    # the teacher method reports exactly that pretrained teacher
+    teacher = json.loads((tmp_path / "teacher" / "summary.json").read_text())
+    assert teacher["epochs_run"] == 0 and teacher["params"].keys() == {"tch"}
+    assert teacher["val_acc"] == pytest.approx(plain.game.evaluate("tch", plain.data.val)["acc"])
 
 
 def test_checkpoint_of_another_config_is_refused(blobs_npz, tmp_path):

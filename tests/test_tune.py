@@ -96,8 +96,8 @@ def test_a_four_trial_search_with_a_diverging_trial(tmp_path):
     assert states.count(optuna.trial.TrialState.COMPLETE) == len(finished)
     assert states.count(optuna.trial.TrialState.FAIL) == len(diverged)
     assert sorted(t.value for t in study.trials if t.value is not None) == sorted(finished["best_val_acc"])
-    # the pretrained players were shared: one file for all four trials
-    assert len(list((experiment / "pretrain").glob("pretrain-*.pt"))) == 1
+    # the pretrained players were shared: one file per player for all four trials
+    assert len(list((experiment / "pretrain").glob("*.pt"))) == 3
 
 
 def test_asha_stopped_trials_reach_optuna_as_pruned(tmp_path):

@@ -1,0 +1,327 @@
+"""Paper Table 1 on MNIST, honestly: every method, every n, many seeds, one command.
+
+    python -m benchmarks.table1 --n 100 1000 --seeds 0 1 2 3 4 5 6 7 8 9 --out runs/table1
+    python -m benchmarks.table1 --n 10000 --seeds 0 1 2 --methods supervised distn kdgan teacher \\
+        --out runs/table1
+    python -m benchmarks.table1 --smoke --dataset blobs.npz --n 60 --seeds 0 1 --out /tmp/t1
+
+Protocol
+- Every method trains the same MLP classifier from the same pretrained start and distils
+  from the same pretrained LeNet teacher (one per dataset, n and seed, shared through
+  OUT/pretrain), on the same augmented minibatches, for the same number of classifier steps.
+- Hyperparameters are chosen on validation accuracy only (the test set is never read for
+  a choice). kdgan and kdgan-wo-gm: the defaults against the best configuration of the
+  project's own search (`python -m kdgan.tune --space mnist`); the other baselines: the
+  small grid `GRID` below. Each grid point runs on the selection seeds (default: the first
+  three) at the selection n (default: the smallest n); the point with the best mean
+  validation accuracy is used for every seed and every n. Selection runs and their means
+  are kept in OUT/select/ and OUT/selection.json.
+- Each run reports test accuracy at the epoch of best validation accuracy and at the last
+  epoch. Validation is the 10,000-image MNIST validation split.
+- Per-n budget (`BUDGET`): pretraining passes shrink as n grows so that a seed costs
+  minutes on a CPU; the game's steps per epoch do not depend on n.
+
+Resumable: a finished run is read back from OUT/.../summary.json, an interrupted one resumes
+from its checkpoint, a run that diverges is recorded as such and the others go on. After
+every run OUT/runs.parquet (a row per run) and OUT/table.md are rewritten, so partial
+results are always on disk. OUT/curves.png is the paper's Figure 3a (validation accuracy per
+epoch of nagan, kdgan-wo-gm and kdgan at the smallest n, mean and spread over seeds) and
+OUT/plateau.md the epoch at which each method first reaches 99% of its final accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.plots import curves
+from analysis.tables import PAPER_TABLE1_MNIST
+from kdgan.config import METHODS, Config, ConfigError, parse_overrides
+from kdgan.data import DataError
+from kdgan.game import NonFiniteLossError
+from kdgan.run import atomic_write
+from kdgan.train import train
+
+TABLE_METHODS = ("teacher", "supervised", "mimic", "distn", "noisy", "codis", "nagan",
+                 "kdgan-wo-gm", "kdgan")
+
+# The best configuration of `python -m kdgan.tune --space mnist` (32 trials, seed 0, n = 100,
+# docs/RESULTS.md), selected there on validation accuracy.
+SEARCH_BEST = {"alpha": 0.504, "beta": 976.7, "gamma": 0.00224}
+
+# Validation grid per method: a list of config overrides; {} is the default configuration.
+GRID: dict[str, list[dict]] = {
+    "kdgan": [{}, SEARCH_BEST],
+    "kdgan-wo-gm": [{}, SEARCH_BEST],
+    "distn": [{"distn_p": p, "distn_temperature": t} for p, t in
+              itertools.product((0.3, 0.7, 0.9), (3.0, 4.0))],
+    "noisy": [{"noisy_sigma": s} for s in (0.1, 0.3, 0.5)],
+    "codis": [{"codis_weight": w} for w in (0.3, 1.0, 3.0)],
+    "mimic": [{"cls_lr": lr} for lr in (3e-4, 1e-3)],
+}
+
+# Per-n settings: pretraining passes over the n images (200 for n = 100, as the authors).
+BUDGET: dict[int, dict] = {100: {"pretrain_epochs": 200}, 1000: {"pretrain_epochs": 40},
+                           10000: {"pretrain_epochs": 8}}
+SMOKE = {"pretrain_epochs": 2, "dis_pretrain_epochs": 1, "epochs": 3}
+
+RUN_COLUMNS = ("method", "n", "seed", "val_acc", "test_acc", "best_epoch", "last_val_acc",
+               "last_test_acc", "epochs_run", "wall_s", "pretrain_s")
+
+
+def budget(n: int, smoke: bool) -> dict:
+    """The per-n settings: those of the largest n in BUDGET not above n (smoke: tiny)."""
+    if smoke:
+        return dict(SMOKE)
+    return dict(BUDGET[max([k for k in BUDGET if k <= n], default=min(BUDGET))])
+
+
+def tag(overrides: dict) -> str:
+    return "default" if not overrides else "-".join(f"{k}={v:g}" for k, v in sorted(overrides.items()))
+
+
+class Bench:
+    """Runs one (method, n, seed, overrides) into its directory, or reads it back."""
+
+    def __init__(self, base: dict, out: Path, smoke: bool) -> None:
+        self.base, self.out, self.smoke = base, out, smoke
+        self.wall_s = 0.0
+
+    def config(self, method: str, n: int, seed: int, overrides: dict) -> Config:
+        return Config.from_dict({**self.base, **budget(n, self.smoke), **overrides, "method": method,
+                                 "n": n, "seed": seed, "pretrain_cache": str(self.out / "pretrain")})
+
+    def run(self, method: str, n: int, seed: int, overrides: dict, run_dir: Path) -> dict:
+        summary_file = run_dir / "summary.json"
+        if summary_file.exists():
+            summary = json.loads(summary_file.read_text())
+            status = "DONE"
+        else:
+            cfg = self.config(method, n, seed, overrides)
+            print(f"== {method} n={n} seed {seed} {tag(overrides)} -> {run_dir}", flush=True)
+            t0 = time.perf_counter()
+            try:
+                summary = train(cfg, run_dir, quiet=True)
+                status = "DONE"
+            except NonFiniteLossError as e:  # recorded; the other runs go on
+                print(f"   diverged: {e}", flush=True)
+                summary = {"method": method, "n": n, "seed": seed, "error": str(e)}
+                status = "DIVERGED"
+            self.wall_s += time.perf_counter() - t0
+        row = {k: summary.get(k, np.nan) for k in RUN_COLUMNS}
+        row.update(method=method, n=n, seed=seed, status=status, overrides=json.dumps(overrides),
+                   teacher_val_acc=summary.get("tch_val_acc_pretrained", np.nan))
+        if status == "DONE":
+            print(f"   {method:12s} n={n} seed {seed}: test {100 * row['test_acc']:.2f} at epoch "
+                  f"{row['best_epoch']} (val {100 * row['val_acc']:.2f}), last "
+                  f"{100 * row['last_test_acc']:.2f}, {row['wall_s']:.0f}s", flush=True)
+        return row
+
+
+def select(bench: Bench, methods: list[str], n: int, seeds: list[int]) -> dict[str, dict]:
+    """The grid point with the best mean validation accuracy per method (default if no grid)."""
+    chosen: dict[str, dict] = {}
+    report: dict[str, list] = {}
+    for method in methods:
+        grid = GRID.get(method, [{}])
+        if len(grid) == 1:
+            chosen[method] = grid[0]
+            continue
+        scores = []
+        for overrides in grid:
+            rows = [bench.run(method, n, s, overrides,
+                              bench.out / "select" / f"n{n}" / f"{method}-{tag(overrides)}-s{s}")
+                    for s in seeds]
+            vals = [r["val_acc"] for r in rows if r["status"] == "DONE"]
+            mean = float(np.mean(vals)) if len(vals) == len(rows) else float("-inf")
+            scores.append((mean, overrides))
+            report.setdefault(method, []).append({"overrides": overrides, "val_acc_mean": mean,
+                                                  "seeds": seeds, "n": n})
+        best = max(scores, key=lambda t: t[0])  # first of equal means: the earlier grid point
+        chosen[method] = best[1]
+        print(f"-- {method}: selected {tag(best[1])} (mean val {100 * best[0]:.2f} over seeds "
+              f"{seeds} at n={n})", flush=True)
+    text = json.dumps({"chosen": chosen, "grid": report}, indent=2)
+    atomic_write(bench.out / "selection.json", lambda tmp: tmp.write_text(text))
+    return chosen
+
+
+def table(runs: pd.DataFrame, methods: list[str]) -> str:
+    """Markdown: per method and n, mean +- std over seeds of test accuracy at the best
+    validation epoch and at the last epoch, the paper's figure and the gap, the target."""
+    done = runs[runs["status"] == "DONE"]
+    ns = sorted(done["n"].unique())
+    head = ["method"] + [c for n in ns for c in (f"n={n:,} best val", "last", "paper", "gap")]
+    head += ["seeds", "wall s/run"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for method in methods:
+        g = done[done["method"] == method]
+        if g.empty:
+            continue
+        cells = [method]
+        for n in ns:
+            r = g[g["n"] == n]
+            paper = PAPER_TABLE1_MNIST.get(method, {}).get(int(n))
+            if r.empty:
+                cells += ["-", "-", f"{paper:.2f}" if paper else "-", "-"]
+                continue
+            sel, last = 100 * r["test_acc"], 100 * r["last_test_acc"]
+            sd = f" +- {sel.std(ddof=1):.2f}" if len(r) > 1 else ""
+            sdl = f" +- {last.std(ddof=1):.2f}" if len(r) > 1 else ""
+            cells += [f"{sel.mean():.2f}{sd}", f"{last.mean():.2f}{sdl}",
+                      f"{paper:.2f}" if paper else "-",
+                      f"{sel.mean() - paper:+.2f}" if paper else "-"]
+        counts = g.groupby("n")["seed"].nunique()
+        cells += ["/".join(str(counts.get(n, 0)) for n in ns), f"{g['wall_s'].mean():.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Test accuracy (%) at the epoch of best validation accuracy ('best val') and at "
+                 "the last epoch, mean +- std over seeds; 'gap' = ours - paper; 'seeds' per n.")
+    lines += _targets(done)
+    failed = runs[runs["status"] != "DONE"]
+    if len(failed):
+        lines.append(f"Runs that did not finish: {len(failed)} ("
+                     + ", ".join(f"{r.method} n={r.n} seed {r.seed}: {r.status}"
+                                 for r in failed.itertuples()) + ")")
+    return "\n".join(lines) + "\n"
+
+
+TARGETS = {100: 88.5, 1000: 97.0, 10000: 99.3}
+
+
+def _targets(done: pd.DataFrame) -> list[str]:
+    out = ["", "Targets (kdgan, mean test accuracy at the best validation epoch):"]
+    for n, g in done.groupby("n"):
+        means = g.groupby("method")["test_acc"].mean() * 100
+        if "kdgan" not in means:
+            continue
+        kd = means["kdgan"]
+        others = means.drop(["kdgan", "teacher"], errors="ignore")
+        above = bool((kd > others).all()) if len(others) else True
+        target = TARGETS.get(int(n))
+        if target is not None:
+            out.append(f"- n={n:,}: kdgan {kd:.2f} vs target {target}: "
+                       f"{'met' if kd >= target else 'NOT met'}")
+        beaten = ", ".join(f"{m} {v:.2f}" for m, v in others.items() if v >= kd)
+        out.append(f"- n={n:,}: kdgan above every baseline: {'yes' if above else 'NO'}"
+                   + ("" if above else f" (at or above kdgan: {beaten})"))
+    return out
+
+
+def plateau(history: pd.DataFrame, fraction: float = 0.99, tail: int = 5) -> pd.DataFrame:
+    """Per method and seed: the first epoch whose validation accuracy reaches `fraction` of
+    the final accuracy (the mean of the last `tail` epochs); then mean and std per method."""
+    rows = []
+    for (method, seed), g in history.groupby(["method", "seed"]):
+        g = g.sort_values("epoch")
+        final = g["val/acc"].tail(tail).mean()
+        reached = g[g["val/acc"] >= fraction * final]
+        rows.append({"method": method, "seed": seed, "final_val_acc": final,
+                     "epoch": int(reached["epoch"].iloc[0]) if len(reached) else np.nan})
+    per_seed = pd.DataFrame(rows)
+    return per_seed.groupby("method").agg(
+        epoch_mean=("epoch", "mean"), epoch_std=("epoch", "std"),
+        final_val_acc=("final_val_acc", "mean"), seeds=("seed", "nunique")).reset_index()
+
+
+def figure_3a(out: Path, runs: pd.DataFrame) -> None:
+    n = int(runs["n"].min())
+    frames = []
+    for method in ("nagan", "kdgan-wo-gm", "kdgan"):
+        for r in runs[(runs["method"] == method) & (runs["n"] == n) & (runs["status"] == "DONE")].itertuples():
+            f = out / f"n{n}" / f"{method}-s{r.seed}" / "history.parquet"
+            if f.exists():
+                h = pd.read_parquet(f, columns=["epoch", "val/acc"])
+                frames.append(h.assign(method=method, seed=r.seed))
+    if not frames:
+        return
+    history = pd.concat(frames, ignore_index=True)
+    fig = curves(history, metric="val/acc", by="method")
+    fig.axes[0].set_title(f"MNIST n={n}: validation accuracy of C per epoch (mean +- std over seeds)")
+    fig.savefig(out / "curves.png", dpi=120, bbox_inches="tight")
+    p = plateau(history)
+    lines = ["| method | seeds | epoch reaching 99% of final val acc | final val acc (mean of last 5) |",
+             "|---|---|---|---|"]
+    lines += [f"| {r.method} | {r.seeds} | {r.epoch_mean:.1f} +- {0 if pd.isna(r.epoch_std) else r.epoch_std:.1f} "
+              f"| {100 * r.final_val_acc:.2f} |" for r in p.itertuples()]
+    text = "\n".join(lines) + "\n"
+    atomic_write(out / "plateau.md", lambda tmp: tmp.write_text(text))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.table1", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", nargs="+", type=int, default=[100, 1000])
+    p.add_argument("--seeds", nargs="+", type=int, default=list(range(10)))
+    p.add_argument("--methods", nargs="+", default=list(TABLE_METHODS))
+    p.add_argument("--select-seeds", nargs="+", type=int, default=None,
+                   help="seeds of the validation grid (default: the first three of --seeds)")
+    p.add_argument("--select-n", type=int, default=None,
+                   help="n of the validation grid (default: the smallest --n)")
+    p.add_argument("--dataset", default="mnist")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config field for every run (repeatable)")
+    p.add_argument("--smoke", action="store_true", help="tiny budget, to check the pipeline")
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    base: dict = {"dataset": args.dataset}
+    select_seeds = args.select_seeds or args.seeds[:3]
+    select_n = args.select_n or min(args.n)
+    try:
+        base.update(parse_overrides(args.set))
+        for method in args.methods:  # every error before the first run starts
+            if method not in METHODS:
+                raise ConfigError(f"--methods {method!r}: expected some of {', '.join(METHODS)}")
+            for overrides in GRID.get(method, [{}]):
+                for n in set(args.n) | {select_n}:
+                    Config.from_dict({**base, **budget(n, args.smoke), **overrides,
+                                      "method": method, "n": n})
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    bench = Bench(base, args.out, args.smoke)
+    t0 = time.perf_counter()
+    try:
+        chosen = select(bench, args.methods, select_n, select_seeds)
+        previous = args.out / "runs.parquet"
+        rows: list[dict] = []
+        for n in args.n:
+            for seed in args.seeds:
+                for method in args.methods:
+                    rows.append(bench.run(method, n, seed, chosen[method],
+                                          args.out / f"n{n}" / f"{method}-s{seed}"))
+                    runs = _merge(previous, pd.DataFrame(rows))
+                    atomic_write(previous, lambda tmp: runs.to_parquet(tmp, index=False))
+                    text = table(runs, [m for m in TABLE_METHODS if m in set(runs["method"])])
+                    atomic_write(args.out / "table.md", lambda tmp: tmp.write_text(text))
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    figure_3a(args.out, runs)
+    print("\n" + text)
+    print(f"wall time of this invocation: {time.perf_counter() - t0:.0f}s "
+          f"({bench.wall_s:.0f}s training); runs: {previous}; table: {args.out / 'table.md'}")
+    return 0
+
+
+def _merge(previous: Path, rows: pd.DataFrame) -> pd.DataFrame:
+    """This invocation's rows over the rows of earlier invocations (other n or methods)."""
+    if not previous.exists():
+        return rows
+    old = pd.read_parquet(previous)
+    key = ["method", "n", "seed"]
+    old = old.merge(rows[key], on=key, how="left", indicator=True)
+    old = old[old["_merge"] == "left_only"].drop(columns="_merge")
+    return pd.concat([old, rows], ignore_index=True).sort_values(key, kind="stable").reset_index(drop=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
