@@ -59,3 +59,88 @@ def to_latex(table: pd.DataFrame) -> str:
     lines += [" & ".join(esc(c) for c in _cells(r)) + r" \\" for _, r in table.iterrows()]
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------
+# Table 2: tag recommendation, P@3 ... MRR per label set.
+
+TAG_METRICS = ("p@3", "p@5", "f@3", "f@5", "map", "mrr")
+# Paper Table 2 (YFCC100M): 'popular' = the 200 most popular tags, 'random' = 200 sampled.
+PAPER_TABLE2 = {
+    "popular": {
+        "knn": (.2320, .1680, .2339, .1633, .5755, .5852),
+        "nagan": (.2892, .1880, .3516, .2352, .7432, .7555),
+        "kdgan": (.3047, .1968, .3678, .2526, .7787, .7905),
+    },
+    "random": {
+        "knn": (.1623, .1198, .1575, .1088, .3970, .4092),
+        "nagan": (.2415, .1495, .2693, .1867, .5791, .5911),
+        "kdgan": (.2572, .1666, .2946, .2009, .6302, .6452),
+    },
+}
+
+
+def tag_table(runs: pd.DataFrame, paper: dict | None = None) -> pd.DataFrame:
+    """Per label set and method: runs, mean and std of each test metric (columns
+    `test_p@3` ... `test_mrr` of the runs), and the paper's figures where it has them."""
+    paper = PAPER_TABLE2 if paper is None else paper
+    if "status" in runs:
+        runs = runs[runs["status"] == "DONE"]
+    missing = [f"test_{m}" for m in TAG_METRICS if f"test_{m}" not in runs]
+    if missing or "label_set" not in runs:
+        raise ValueError(f"tag runs need columns label_set and {missing or 'test_p@3 ...'}")
+    rows = []
+    for (label_set, method), g in runs.groupby(["label_set", "method"], sort=False):
+        row = {"label_set": label_set, "method": method, "runs": len(g)}
+        for m in TAG_METRICS:
+            row[f"{m}_mean"] = g[f"test_{m}"].mean()
+            row[f"{m}_std"] = g[f"test_{m}"].std(ddof=1) if len(g) > 1 else float("nan")
+        ref = paper.get(label_set, {}).get(method)
+        for m, v in zip(TAG_METRICS, ref or [None] * len(TAG_METRICS)):
+            row[f"{m}_paper"] = v
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _tag_cell(mean: float, std: float) -> str:
+    return f"{mean:.4f}" if pd.isna(std) else f"{mean:.4f} +- {std:.4f}"
+
+
+def tag_to_markdown(table: pd.DataFrame) -> str:
+    """One block per label set: a row per method (and a 'paper' row where the paper has it)."""
+    out = []
+    for label_set, g in table.groupby("label_set", sort=False):
+        head = ["method", "runs"] + [m.upper() for m in TAG_METRICS]
+        lines = [f"**{label_set}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for _, r in g.iterrows():
+            lines.append(f"| {r['method']} | {r['runs']} | "
+                         + " | ".join(_tag_cell(r[f"{m}_mean"], r[f"{m}_std"]) for m in TAG_METRICS) + " |")
+            if not pd.isna(r.get(f"{TAG_METRICS[0]}_paper")):
+                lines.append(f"| {r['method']} (paper) | - | "
+                             + " | ".join(f"{r[f'{m}_paper']:.4f}" for m in TAG_METRICS) + " |")
+        out.append("\n".join(lines) + "\n")
+    return "\n".join(out)
+
+
+def tag_to_latex(table: pd.DataFrame) -> str:
+    """The paper's layout: label sets side by side, a row per method, mean $\\pm$ std."""
+    sets = list(dict.fromkeys(table["label_set"]))
+    methods = list(dict.fromkeys(table["method"]))
+    cols = "l" + "r" * (len(TAG_METRICS) * len(sets))
+    lines = [rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
+             " & " + " & ".join(rf"\multicolumn{{{len(TAG_METRICS)}}}{{c}}{{{s}}}" for s in sets) + r" \\",
+             "method & " + " & ".join(m.upper().replace("@", "@") for _ in sets for m in TAG_METRICS) + r" \\",
+             r"\midrule"]
+    for method in methods:
+        cells = [method.replace("_", r"\_")]
+        for s in sets:
+            r = table[(table["label_set"] == s) & (table["method"] == method)]
+            for m in TAG_METRICS:
+                if r.empty:
+                    cells.append("-")
+                else:
+                    mean, std = r.iloc[0][f"{m}_mean"], r.iloc[0][f"{m}_std"]
+                    cells.append(f"{mean:.3f}" if pd.isna(std) else rf"{mean:.3f} $\pm$ {std:.3f}")
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"

@@ -117,12 +117,17 @@ class Bench:
             self.wall_s += time.perf_counter() - t0
         row = {k: summary.get(k, np.nan) for k in RUN_COLUMNS}
         row.update(method=method, n=n, seed=seed, status=status, overrides=json.dumps(overrides),
+                   run_dir=str(run_dir),
                    teacher_val_acc=summary.get("tch_val_acc_pretrained", np.nan))
         if status == "DONE":
             print(f"   {method:12s} n={n} seed {seed}: test {100 * row['test_acc']:.2f} at epoch "
                   f"{row['best_epoch']} (val {100 * row['val_acc']:.2f}), last "
                   f"{100 * row['last_test_acc']:.2f}, {row['wall_s']:.0f}s", flush=True)
         return row
+
+
+def select_dir(out: Path, method: str, n: int, seed: int, overrides: dict) -> Path:
+    return out / "select" / f"n{n}" / f"{method}-{tag(overrides)}-s{seed}"
 
 
 def select(bench: Bench, methods: list[str], n: int, seeds: list[int]) -> dict[str, dict]:
@@ -136,8 +141,7 @@ def select(bench: Bench, methods: list[str], n: int, seeds: list[int]) -> dict[s
             continue
         scores = []
         for overrides in grid:
-            rows = [bench.run(method, n, s, overrides,
-                              bench.out / "select" / f"n{n}" / f"{method}-{tag(overrides)}-s{s}")
+            rows = [bench.run(method, n, s, overrides, select_dir(bench.out, method, n, s, overrides))
                     for s in seeds]
             vals = [r["val_acc"] for r in rows if r["status"] == "DONE"]
             mean = float(np.mean(vals)) if len(vals) == len(rows) else float("-inf")
@@ -236,7 +240,7 @@ def figure_3a(out: Path, runs: pd.DataFrame) -> None:
     frames = []
     for method in ("nagan", "kdgan-wo-gm", "kdgan"):
         for r in runs[(runs["method"] == method) & (runs["n"] == n) & (runs["status"] == "DONE")].itertuples():
-            f = out / f"n{n}" / f"{method}-s{r.seed}" / "history.parquet"
+            f = Path(r.run_dir) / "history.parquet"
             if f.exists():
                 h = pd.read_parquet(f, columns=["epoch", "val/acc"])
                 frames.append(h.assign(method=method, seed=r.seed))
@@ -296,8 +300,11 @@ def main(argv: list[str] | None = None) -> int:
         for n in args.n:
             for seed in args.seeds:
                 for method in args.methods:
-                    rows.append(bench.run(method, n, seed, chosen[method],
-                                          args.out / f"n{n}" / f"{method}-s{seed}"))
+                    run_dir = args.out / f"n{n}" / f"{method}-s{seed}"
+                    selected = select_dir(args.out, method, n, seed, chosen[method])
+                    if not run_dir.exists() and (selected / "summary.json").exists():
+                        run_dir = selected  # the selection already ran this very config
+                    rows.append(bench.run(method, n, seed, chosen[method], run_dir))
                     runs = _merge(previous, pd.DataFrame(rows))
                     atomic_write(previous, lambda tmp: runs.to_parquet(tmp, index=False))
                     text = table(runs, [m for m in TABLE_METHODS if m in set(runs["method"])])

@@ -32,3 +32,14 @@ def random_affine(x: torch.Tensor, rotation: float, shift: float, zoom: float) -
                          torch.stack([sin, cos, offset[:, 1]], dim=1)], dim=1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def random_flip(x: torch.Tensor, p: float = 0.5) -> torch.Tensor:
+    """Mirror each image of a (B, C, H, W) batch left-right (x[..., w] -> x[..., W-1-w]) with
+    probability p, independently per image, drawing from torch's global RNG on x's device."""
+    if x.ndim != 4:
+        raise ValueError(f"random_flip needs image batches (B, C, H, W); got {tuple(x.shape)}")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"random_flip: p={p} is not a probability in [0, 1]")
+    flip = torch.rand(x.shape[0], device=x.device) < p  # (B,) True: mirror this image
+    return torch.where(flip[:, None, None, None], x.flip(3), x)

@@ -15,6 +15,7 @@ import json
 import math
 import typing
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 METHODS = ("kdgan", "nagan", "kdgan-wo-gm", "supervised", "mimic", "distn", "noisy", "codis",
@@ -24,6 +25,32 @@ ESTIMATORS = ("gumbel", "straight-through", "reinforce")
 ADV_LOSSES = ("nonsaturating", "saturating")
 DIS_TARGETS = ("exact", "sampled")
 MNIST_POOL = 50_000  # mnist.pkl.gz: 50k training pool, 10k validation, 10k test
+
+
+# Defaults per kind of dataset for the fields a mapping leaves out (`Config.from_dict`).
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    # Paper Section 4.1: a LeNet-style classifier (~0.5M parameters) and a ResNet teacher
+    # (~1.7M: ResNet-110); per-pixel mean subtraction (in the loader) and mirroring.
+    "cifar10": {"n": 5000, "val_size": 5000, "cls_arch": "cifar-cnn", "tch_arch": "resnet110",
+                "dis_arch": "cifar-cnn", "aug_rotation": 0.0, "aug_zoom": 0.0,
+                "aug_shift": 0.0, "aug_flip": True},
+    # Paper Section 4.2: C an MLP over image features; T and D read features and text.
+    "tags": {"n": 2000, "val_size": 2000, "cls_arch": "mlp", "tch_arch": "text-mlp",
+             "dis_arch": "text-mlp", "augment": False},
+}
+
+
+def dataset_kind(dataset: str) -> str:
+    """'mnist'; 'cifar10' (the name, or a directory holding CIFAR-10 python batches); 'tags'
+    (a .parquet tagged image collection, kdgan.tags); else 'arrays' (.npz or IDX files)."""
+    if dataset in ("mnist", "cifar10"):
+        return dataset
+    path = Path(dataset).expanduser()
+    if path.suffix == ".parquet":
+        return "tags"
+    if path.is_dir() and (path / "data_batch_1").exists():
+        return "cifar10"
+    return "arrays"
 
 
 class ConfigError(ValueError):
@@ -36,7 +63,8 @@ class Config:
 
     # --- data -------------------------------------------------------------------------
     dataset: str = "mnist"
-    """'mnist', a path to a .npz file, or a directory of MNIST-format IDX files."""
+    """'mnist'; 'cifar10' or a directory of CIFAR-10 python batches (kdgan.cifar); a .parquet
+    tagged image collection (kdgan.tags); a .npz file; a directory of MNIST IDX files."""
     n: int = 100
     """Number of labelled training examples, drawn with `seed` from the training pool."""
     val_size: int = 10000
@@ -138,6 +166,8 @@ class Config:
     """Largest translation as a fraction of the image side."""
     aug_zoom: float = 0.1
     """Largest relative zoom in or out."""
+    aug_flip: bool = False
+    """Mirror each image left-right with probability 1/2 (the paper's CIFAR-10 augmentation)."""
 
     # --- running ----------------------------------------------------------------------
     device: str = "auto"
@@ -162,11 +192,16 @@ class Config:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "Config":
-        """Build a config from a mapping, coercing strings (as given on a command line)."""
+        """Build a config from a mapping, coercing strings (as given on a command line).
+
+        Keys the mapping leaves out take the dataset's defaults (`DATASET_DEFAULTS`, e.g.
+        the CIFAR-10 networks and mirroring), then the field defaults."""
         known = {f.name: f for f in fields(cls)}
         for key in values:
             if key not in known:
                 raise ConfigError(unknown_key_message(key, list(known)))
+        dataset = str(values.get("dataset", cls.dataset))
+        values = {**DATASET_DEFAULTS.get(dataset_kind(dataset), {}), **values}
         kwargs = {k: _coerce(k, v, _field_type(cls, k)) for k, v in values.items()}
         return cls(**kwargs)
 

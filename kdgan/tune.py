@@ -31,6 +31,7 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 
 from kdgan import spaces  # noqa: E402
 from kdgan.config import Config, ConfigError, parse_overrides  # noqa: E402
+from kdgan.data import DataError  # noqa: E402
 from kdgan.results import ParquetResults  # noqa: E402
 from kdgan.run import atomic_write  # noqa: E402
 
@@ -210,7 +211,13 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(f"--{key.replace('_', '-')}={value}: expected >= 1")
         if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
             raise ConfigError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
-    except (spaces.SpaceError, ConfigError) as e:
+        if args.address is None and "dataset" not in space.search:
+            # In-process Ray: the data must be here, so a missing file fails now, not per trial.
+            # (On a cluster the workers read it, so only they can tell.)
+            from kdgan import data as data_mod
+
+            data_mod.load(Config.from_dict({k: v for k, v in fixed.items() if k != "pretrain_cache"}))
+    except (spaces.SpaceError, ConfigError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     num_samples = args.num_samples or (4 if args.smoke else 32)
