@@ -58,8 +58,24 @@ def load_runs(*paths: Path | str) -> pd.DataFrame:
 
 
 def load_histories(run_root: Path | str) -> pd.DataFrame:
-    """Every <run_root>/<method>-s<seed>/history.parquet as one frame (method, seed, epoch, ...)."""
+    """Every run's history.parquet as one frame (method, seed, epoch, ..., and n where the
+    runs have it): the run directories runs.parquet names (benchmarks.table1), else every
+    <run_root>/<method>-s<seed>/ (benchmarks.compare)."""
     rows = []
+    runs_file = Path(run_root) / "runs.parquet"
+    if runs_file.exists():
+        runs = pd.read_parquet(runs_file)
+        if "run_dir" in runs:
+            for r in runs.itertuples():
+                path = Path(r.run_dir) / "history.parquet"
+                if not path.is_absolute() and not path.exists():
+                    path = Path(run_root).parent / path  # relative to where the benchmark ran
+                if path.exists():
+                    extra = {"n": int(r.n)} if hasattr(r, "n") else {}
+                    rows.append(read_parquet(path, ("epoch", "val/acc")).assign(
+                        method=r.method, seed=int(r.seed), **extra))
+            if rows:
+                return pd.concat(rows, ignore_index=True)
     for path in sorted(Path(run_root).glob("*-s*/history.parquet")):
         method, _, seed = path.parent.name.rpartition("-s")
         rows.append(read_parquet(path, ("epoch", "val/acc")).assign(method=method, seed=int(seed)))

@@ -3,7 +3,8 @@
     python -m analysis.report ~/kdgan_results/kdgan-mnist --runs runs/compare-n100 --out docs/report
 
 EXPERIMENT_DIR: kdgan.tune experiments (trials.parquet, epochs.parquet). --runs: directories
-written by `python -m benchmarks.compare` (runs.parquet and <method>-s<seed>/history.parquet).
+written by `python -m benchmarks.compare` or `benchmarks.table1` (runs.parquet and the runs'
+history.parquet). --tag-runs: directories written by `benchmarks.table2` (Table 2).
 Writes PNG and PDF figures, tables as Markdown and LaTeX, and report.md, which embeds them
 with the numbers behind them and says which figures it skipped and why.
 """
@@ -18,7 +19,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from analysis import plots, tables
-from analysis.load import AnalysisError, load_experiments, load_histories, load_runs
+from analysis.load import (AnalysisError, load_experiments, load_histories, load_runs,
+                           read_parquet)
 
 SEARCHABLE = ("alpha", "beta", "gamma")
 
@@ -47,7 +49,8 @@ def _save(fig, out: Path, name: str) -> str:
     return f"{name}.png"
 
 
-def build_report(experiments: list[Path], runs: list[Path], out: Path) -> str:
+def build_report(experiments: list[Path], runs: list[Path], out: Path,
+                 tag_runs: list[Path] | None = None) -> str:
     out.mkdir(parents=True, exist_ok=True)
     md = ["# kdgan report", ""]
     skipped: list[str] = []
@@ -72,7 +75,7 @@ def build_report(experiments: list[Path], runs: list[Path], out: Path) -> str:
             if p not in searched:
                 skipped.append(f"sensitivity to {p}: {p} was not searched (one value in the trials)")
         if searched and len(trials) >= 3:
-            by = "n" if "n" in trials and trials["n"].nunique() > 1 else None
+            by = next((c for c in ("n", "dataset") if c in trials and trials[c].nunique() > 1), None)
             fig = plots.sensitivity(trials[trials["best_val_acc"].notna()], searched, by=by)
             md += ["## Sensitivity (paper Figures 4, 5)", "",
                    "Each point a trial's best validation accuracy; lines: kernel-smoothed trend "
@@ -114,6 +117,18 @@ def build_report(experiments: list[Path], runs: list[Path], out: Path) -> str:
             skipped.append("gradient variance (paper Figure 7): no run logged it (set log_grad_variance=true)")
     else:
         skipped.append("Table 1, training curves and gradient variance: no --runs directory given")
+    if tag_runs:
+        frame = pd.concat([read_parquet(r / "runs.parquet", ("label_set", "method", "seed"))
+                           for r in tag_runs], ignore_index=True)
+        table = tables.tag_table(frame)
+        (out / "table2.md").write_text(tables.tag_to_markdown(table))
+        (out / "table2.tex").write_text(tables.tag_to_latex(table))
+        md += ["## Tag recommendation (paper Table 2)", "",
+               "Test P@3, P@5, F@3, F@5, MAP and MRR at the best validation epoch, mean +- std over "
+               "seeds, per label set, with the paper's figures. Also in table2.md and table2.tex.", "",
+               tables.tag_to_markdown(table)]
+    else:
+        skipped.append("Table 2 (tag recommendation): no --tag-runs directory given")
     md += ["## Skipped", ""] + [f"- {s}" for s in skipped] + [""]
     text = "\n".join(md)
     (out / "report.md").write_text(text)
@@ -125,14 +140,18 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("experiments", nargs="*", type=Path)
     p.add_argument("--runs", nargs="*", type=Path, default=[])
+    p.add_argument("--tag-runs", nargs="*", type=Path, default=[],
+                   help="directories written by benchmarks.table2 (Table 2)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     plt.switch_backend("Agg")  # files only, whatever the environment's default
-    if not args.experiments and not args.runs:
-        print("error: give at least one experiment directory or --runs directory", file=sys.stderr)
+    if not args.experiments and not args.runs and not args.tag_runs:
+        print("error: give at least one experiment directory, --runs or --tag-runs directory",
+              file=sys.stderr)
         return 2
     try:
-        build_report([e.expanduser() for e in args.experiments], [r.expanduser() for r in args.runs], args.out)
+        build_report([e.expanduser() for e in args.experiments], [r.expanduser() for r in args.runs], args.out,
+                     [r.expanduser() for r in args.tag_runs])
     except AnalysisError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

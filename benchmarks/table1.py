@@ -273,8 +273,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a config field for every run (repeatable)")
     p.add_argument("--smoke", action="store_true", help="tiny budget, to check the pipeline")
+    p.add_argument("--report-only", action="store_true",
+                   help="run nothing: render table.md, curves.png and plateau.md from the runs "
+                        "already in OUT/runs.parquet (e.g. while or after a long benchmark)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
+    if args.report_only:
+        return render(args.out)
     base: dict = {"dataset": args.dataset}
     select_seeds = args.select_seeds or args.seeds[:3]
     select_n = args.select_n or min(args.n)
@@ -316,6 +321,23 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + text)
     print(f"wall time of this invocation: {time.perf_counter() - t0:.0f}s "
           f"({bench.wall_s:.0f}s training); runs: {previous}; table: {args.out / 'table.md'}")
+    return 0
+
+
+def render(out: Path) -> int:
+    """The table, the curves and the plateau epochs from OUT/runs.parquet alone."""
+    path = out / "runs.parquet"
+    if not path.exists():
+        print(f"error: {path}: no such file (run the benchmark first)", file=sys.stderr)
+        return 2
+    runs = pd.read_parquet(path)
+    text = table(runs, [m for m in TABLE_METHODS if m in set(runs["method"])])
+    atomic_write(out / "table.md", lambda tmp: tmp.write_text(text))
+    figure_3a(out, runs)
+    walls = runs[runs["status"] == "DONE"].groupby(["n", "method"])["wall_s"].agg(["sum", "mean", "count"])
+    print(text)
+    print("wall time per method (s): total, mean per run, runs\n" + walls.round(1).to_string())
+    print(f"all runs: {runs['wall_s'].sum():.0f} s")
     return 0
 
 

@@ -1,0 +1,67 @@
+"""The Table 1 and Table 2 benchmarks on tiny budgets: outputs, selection, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from benchmarks import table1, table2
+from kdgan import tags
+
+TINY_SET = ["--set", "cls_arch=mlp-small", "--set", "dis_arch=mlp-small", "--set", "batch_size=20",
+            "--set", "cls_steps=2", "--set", "tch_steps=1", "--set", "dis_steps=1"]
+
+
+def test_table1_selects_on_validation_runs_every_method_and_resumes(blobs_npz, tmp_path, capsys):
+    out = tmp_path / "t1"
+    argv = ["--smoke", "--dataset", str(blobs_npz), "--n", "60", "--seeds", "0", "1",
+            "--methods", "teacher", "supervised", "distn", "kdgan", "--out", str(out), *TINY_SET]
+    assert table1.main(argv) == 0
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert sorted(runs["method"].unique()) == ["distn", "kdgan", "supervised", "teacher"]
+    assert len(runs) == 8 and (runs["status"] == "DONE").all()
+    selection = json.loads((out / "selection.json").read_text())
+    grid = selection["grid"]["distn"]
+    assert len(grid) == len(table1.GRID["distn"])
+    best = max(grid, key=lambda g: g["val_acc_mean"])  # chosen by validation accuracy
+    assert selection["chosen"]["distn"] == best["overrides"]
+    # one teacher per seed, shared by every method of that seed
+    assert len(list((out / "pretrain").glob("tch-*.pt"))) == 2
+    text = (out / "table.md").read_text()
+    for method in ("teacher", "supervised", "distn", "kdgan"):
+        assert f"| {method} |" in text
+    assert "kdgan above every baseline" in text
+    assert (out / "curves.png").exists() and "| kdgan |" in (out / "plateau.md").read_text()
+    capsys.readouterr()
+    assert table1.main(argv) == 0  # everything is read back, nothing runs again
+    assert "== " not in capsys.readouterr().out
+    assert table1.main(["--report-only", "--out", str(out)]) == 0
+
+
+def test_table1_refuses_a_bad_method_before_running(tmp_path, capsys):
+    assert table1.main(["--methods", "kdgn", "--out", str(tmp_path / "x")]) == 2
+    assert "kdgn" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_plateau_epoch_is_where_99_percent_of_the_final_accuracy_is_reached():
+    h = pd.DataFrame({"method": "m", "seed": 0, "epoch": range(8),
+                      "val/acc": [0.5, 0.8, 0.9, 0.95, 1.0, 1.0, 1.0, 1.0]})
+    p = table1.plateau(h, fraction=0.99, tail=4)
+    assert p.iloc[0]["epoch_mean"] == 4
+
+
+def test_table2_on_a_small_synthetic_collection(tmp_path):
+    path = tags.write(tmp_path / "c.parquet", tags.synthesize(n_train=200, n_val=60, n_test=60,
+                                                              num_labels=8, dim=16))
+    out = tmp_path / "t2"
+    assert table2.main(["--collection", f"syn={path}", "--seeds", "0", "--smoke", "--methods",
+                        "knn", "supervised", "kdgan", "teacher", "--set", "n=100",
+                        "--set", "cls_arch=mlp-small", "--out", str(out)]) == 0
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert set(runs["method"]) == {"knn", "supervised", "kdgan", "teacher"}
+    assert runs[[f"test_{m}" for m in table2.RANKING]].notna().all().all()
+    text = (out / "table.md").read_text()
+    assert "**syn**" in text and "| knn | 1 |" in text
+    assert "the teacher (image + text) beats C alone" in text
+    assert table2.main(["--collection", "nope", "--out", str(out)]) == 2
