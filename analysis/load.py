@@ -57,6 +57,22 @@ def load_runs(*paths: Path | str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def resolve_run_dir(root: Path | str, run_dir: str) -> Path:
+    """A run directory recorded in a benchmark's runs.parquet, found under `root` (the
+    benchmark's output directory) even after that directory was moved or copied: paths are
+    relative to it, or (older rows) start with the directory's path when the benchmark ran."""
+    p = Path(run_dir)
+    if p.is_absolute() and p.exists():
+        return p
+    if (Path(root) / p).exists():
+        return Path(root) / p
+    parts = p.parts
+    for i, part in enumerate(parts):  # the part below the output directory: n<N>/... or select/...
+        if part == "select" or (part[:1] == "n" and part[1:].isdigit()):
+            return Path(root).joinpath(*parts[i:])
+    return p
+
+
 def load_histories(run_root: Path | str) -> pd.DataFrame:
     """Every run's history.parquet as one frame (method, seed, epoch, ..., and n where the
     runs have it): the run directories runs.parquet names (benchmarks.table1), else every
@@ -67,9 +83,7 @@ def load_histories(run_root: Path | str) -> pd.DataFrame:
         runs = pd.read_parquet(runs_file)
         if "run_dir" in runs:
             for r in runs.itertuples():
-                path = Path(r.run_dir) / "history.parquet"
-                if not path.is_absolute() and not path.exists():
-                    path = Path(run_root).parent / path  # relative to where the benchmark ran
+                path = resolve_run_dir(run_root, r.run_dir) / "history.parquet"
                 if path.exists():
                     extra = {"n": int(r.n)} if hasattr(r, "n") else {}
                     rows.append(read_parquet(path, ("epoch", "val/acc")).assign(

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.load import resolve_run_dir
 from analysis.plots import curves
 from analysis.tables import PAPER_TABLE1_MNIST
 from kdgan.config import METHODS, Config, ConfigError, parse_overrides
@@ -117,7 +118,7 @@ class Bench:
             self.wall_s += time.perf_counter() - t0
         row = {k: summary.get(k, np.nan) for k in RUN_COLUMNS}
         row.update(method=method, n=n, seed=seed, status=status, overrides=json.dumps(overrides),
-                   run_dir=str(run_dir),
+                   run_dir=str(run_dir.relative_to(self.out)),
                    teacher_val_acc=summary.get("tch_val_acc_pretrained", np.nan))
         if status == "DONE":
             print(f"   {method:12s} n={n} seed {seed}: test {100 * row['test_acc']:.2f} at epoch "
@@ -240,7 +241,7 @@ def figure_3a(out: Path, runs: pd.DataFrame) -> None:
     frames = []
     for method in ("nagan", "kdgan-wo-gm", "kdgan"):
         for r in runs[(runs["method"] == method) & (runs["n"] == n) & (runs["status"] == "DONE")].itertuples():
-            f = Path(r.run_dir) / "history.parquet"
+            f = resolve_run_dir(out, r.run_dir) / "history.parquet"
             if f.exists():
                 h = pd.read_parquet(f, columns=["epoch", "val/acc"])
                 frames.append(h.assign(method=method, seed=r.seed))

@@ -36,7 +36,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
                 "aug_shift": 0.0, "aug_flip": True},
     # Paper Section 4.2: C an MLP over image features; T and D read features and text.
     "tags": {"n": 2000, "val_size": 2000, "cls_arch": "mlp", "tch_arch": "text-mlp",
-             "dis_arch": "text-mlp", "augment": False},
+             "dis_arch": "text-mlp", "augment": False, "pretrain_epochs": 20},
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 
@@ -37,6 +38,12 @@ def test_table1_selects_on_validation_runs_every_method_and_resumes(blobs_npz, t
     assert table1.main(argv) == 0  # everything is read back, nothing runs again
     assert "== " not in capsys.readouterr().out
     assert table1.main(["--report-only", "--out", str(out)]) == 0
+    # committed without weights and moved elsewhere, the results still render
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved, ignore=shutil.ignore_patterns("checkpoint.pt", "pretrain"))
+    (moved / "plateau.md").unlink()
+    assert table1.main(["--report-only", "--out", str(moved)]) == 0
+    assert "| kdgan |" in (moved / "plateau.md").read_text()
 
 
 def test_table1_refuses_a_bad_method_before_running(tmp_path, capsys):
