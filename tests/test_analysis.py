@@ -134,3 +134,18 @@ def test_the_notebook_runs_on_a_generated_experiment(tmp_path, monkeypatch):
                             resources={"metadata": {"path": str(root)}}).execute()
     outputs = "".join(str(o) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "40 trials" in outputs and "image/png" in outputs
+
+
+def test_report_renders_table2_from_tag_runs_and_says_when_it_has_none(tmp_path):
+    rows = [{"label_set": s, "method": m, "seed": seed, "status": "DONE",
+             **{f"test_{k}": base + 0.01 * seed for k in tables.TAG_METRICS}}
+            for s in ("popular", "random") for m, base in (("supervised", 0.3), ("kdgan", 0.4))
+            for seed in range(3)]
+    runs_dir = tmp_path / "tagruns"
+    runs_dir.mkdir()
+    pd.DataFrame(rows).to_parquet(runs_dir / "runs.parquet")
+    text = build_report([], [], tmp_path / "out", [runs_dir])
+    assert "paper Table 2" in text and "**random**" in text and "0.4100 +- 0.0100" in text
+    assert (tmp_path / "out" / "table2.tex").exists()
+    without = build_report([], [], tmp_path / "o3", [])
+    assert "Table 2 (tag recommendation): no --tag-runs directory given" in without
