@@ -37,6 +37,9 @@ PRETRAIN_FIELDS = {
     "dis": PRETRAIN_COMMON + ("dis_arch", "dis_dropout", "dis_pretrain_epochs", "tau_start",
                               "dis_target"),
 }
+# Fields that say where and how a run executes, not what it computes: a checkpoint may be
+# resumed with other values (e.g. after moving a benchmark's output directory).
+RUNTIME_FIELDS = ("pretrain_cache", "threads")
 # Seed offset of the game phase: the game's random draws do not depend on whether the
 # pretrained players were computed or read from the cache.
 GAME_SEED_OFFSET = 7919
@@ -209,9 +212,9 @@ class Run:
 
     def load_state_dict(self, state: dict) -> None:
         saved = Config.from_dict(state["config"])
-        if saved.to_dict() != self.cfg.to_dict():
-            diff = {k: (v, getattr(self.cfg, k)) for k, v in saved.to_dict().items()
-                    if getattr(self.cfg, k) != v}
+        diff = {k: (v, getattr(self.cfg, k)) for k, v in saved.to_dict().items()
+                if getattr(self.cfg, k) != v and k not in RUNTIME_FIELDS}
+        if diff:
             raise ValueError(f"checkpoint was written by a different config: {diff} "
                              "(saved, requested)")
         self.game.load_state_dict(state["game"])

@@ -116,6 +116,9 @@ def test_checkpoint_of_another_config_is_refused(blobs_npz, tmp_path):
     train_mod.train(_cfg(blobs_npz, epochs=1), tmp_path / "o", quiet=True)
     with pytest.raises(ValueError, match=r"different config.*alpha"):
         train_mod.train(_cfg(blobs_npz, epochs=1, alpha=0.7), tmp_path / "o", quiet=True)
+    # where the pretraining cache lives and how many threads run do not change the run
+    train_mod.train(_cfg(blobs_npz, epochs=1, threads=1, pretrain_cache=str(tmp_path / "c")),
+                    tmp_path / "o", quiet=True)
 
 
 def test_cli_bad_inputs_exit_2_with_the_key(blobs_npz, tmp_path, capsys):
