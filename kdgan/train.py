@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from kdgan.config import Config, ConfigError, parse_overrides
+from kdgan.config import METHODS, Config, ConfigError, parse_overrides
 from kdgan.data import DataError
 from kdgan.game import NonFiniteLossError
 from kdgan.run import Run, atomic_write
@@ -28,9 +28,9 @@ CHECKPOINT = "checkpoint.pt"
 def parse_args(argv: list[str] | None = None) -> tuple[Config, argparse.Namespace]:
     p = argparse.ArgumentParser(prog="python -m kdgan.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", help="'mnist', a .npz file or an IDX directory")
+    p.add_argument("--dataset", help="mnist, cifar10, a .npz file, an IDX or CIFAR-10 directory, or a .parquet tag collection")
     p.add_argument("--n", type=int, help="labelled training examples")
-    p.add_argument("--method", help="kdgan, nagan, kdgan-wo-gm or supervised")
+    p.add_argument("--method", help=f"one of {', '.join(METHODS)} (kdgan.methods)")
     p.add_argument("--seed", type=int)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any config field (repeatable), e.g. --set alpha=0.3")
