@@ -325,10 +325,34 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def grid_progress(out: Path) -> str:
+    """Markdown: each validation-grid point's mean validation accuracy over the seeds
+    finished so far (OUT/select/), written as OUT/select.md."""
+    rows = []
+    for f in sorted(out.glob("select/n*/*-s*/summary.json")):
+        s = json.loads(f.read_text())
+        stem = f.parent.name.rpartition("-s")[0]
+        rows.append({"n": s["n"], "method": s["method"], "grid point": stem[len(s["method"]) + 1:],
+                     "seed": s["seed"], "val_acc": 100 * s["val_acc"]})
+    if not rows:
+        return ""
+    g = pd.DataFrame(rows).groupby(["n", "method", "grid point"], sort=False)["val_acc"]
+    lines = ["| n | method | grid point | seeds done | mean val acc |", "|---|---|---|---|---|"]
+    lines += [f"| {n} | {m} | {p} | {len(v)} | {v.mean():.2f} |" for (n, m, p), v in g]
+    text = "\n".join(lines) + "\n"
+    atomic_write(out / "select.md", lambda tmp: tmp.write_text(text))
+    return text
+
+
 def render(out: Path) -> int:
-    """The table, the curves and the plateau epochs from OUT/runs.parquet alone."""
+    """The table, the curves and the plateau epochs from OUT/runs.parquet alone (and the
+    validation grid's progress from OUT/select/)."""
+    progress = grid_progress(out)
     path = out / "runs.parquet"
     if not path.exists():
+        if progress:
+            print("validation grid so far (no table yet):\n" + progress)
+            return 0
         print(f"error: {path}: no such file (run the benchmark first)", file=sys.stderr)
         return 2
     runs = pd.read_parquet(path)

@@ -38,6 +38,7 @@ def test_table1_selects_on_validation_runs_every_method_and_resumes(blobs_npz, t
     assert table1.main(argv) == 0  # everything is read back, nothing runs again
     assert "== " not in capsys.readouterr().out
     assert table1.main(["--report-only", "--out", str(out)]) == 0
+    assert "| distn |" in (out / "select.md").read_text()
     # committed without weights and moved elsewhere, the results still render
     moved = tmp_path / "moved"
     shutil.copytree(out, moved, ignore=shutil.ignore_patterns("checkpoint.pt", "pretrain"))
