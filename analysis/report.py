@@ -49,6 +49,14 @@ def _save(fig, out: Path, name: str) -> str:
     return f"{name}.png"
 
 
+def _table_section(out: Path, stem: str, title: str, caption: str, markdown: str,
+                   latex: str) -> list[str]:
+    """Write OUT/<stem>.md and .tex; the report's lines for the table."""
+    (out / f"{stem}.md").write_text(markdown)
+    (out / f"{stem}.tex").write_text(latex)
+    return [f"## {title}", "", f"{caption} Also in {stem}.md and {stem}.tex.", "", markdown]
+
+
 def build_report(experiments: list[Path], runs: list[Path], out: Path,
                  tag_runs: list[Path] | None = None) -> str:
     out.mkdir(parents=True, exist_ok=True)
@@ -96,12 +104,10 @@ def build_report(experiments: list[Path], runs: list[Path], out: Path,
     if runs:
         frame = load_runs(*[r / "runs.parquet" for r in runs])
         table = tables.method_table(frame)
-        (out / "table1.md").write_text(tables.to_markdown(table))
-        (out / "table1.tex").write_text(tables.to_latex(table))
-        md += ["## Methods (paper Table 1, MNIST)", "",
-               "Test accuracy (%) at the best validation epoch and at the last epoch, mean +- std "
-               "over seeds; the paper's figure and our gap to it. Also in table1.md and table1.tex.", "",
-               tables.to_markdown(table)]
+        md += _table_section(out, "table1", "Methods (paper Table 1, MNIST)",
+                             "Test accuracy (%) at the best validation epoch and at the last epoch, "
+                             "mean +- std over seeds; the paper's figure and our gap to it.",
+                             tables.to_markdown(table), tables.to_latex(table))
         histories = pd.concat([load_histories(r) for r in runs], ignore_index=True)
         md += ["## Training curves (paper Figure 3)", "",
                f"![curves]({_save(plots.curves(histories), out, 'curves')})", ""]
@@ -121,12 +127,10 @@ def build_report(experiments: list[Path], runs: list[Path], out: Path,
         frame = pd.concat([read_parquet(r / "runs.parquet", ("label_set", "method", "seed"))
                            for r in tag_runs], ignore_index=True)
         table = tables.tag_table(frame)
-        (out / "table2.md").write_text(tables.tag_to_markdown(table))
-        (out / "table2.tex").write_text(tables.tag_to_latex(table))
-        md += ["## Tag recommendation (paper Table 2)", "",
-               "Test P@3, P@5, F@3, F@5, MAP and MRR at the best validation epoch, mean +- std over "
-               "seeds, per label set, with the paper's figures. Also in table2.md and table2.tex.", "",
-               tables.tag_to_markdown(table)]
+        md += _table_section(out, "table2", "Tag recommendation (paper Table 2)",
+                             "Test P@3, P@5, F@3, F@5, MAP and MRR at the best validation epoch, "
+                             "mean +- std over seeds, per label set, with the paper's figures.",
+                             tables.tag_to_markdown(table), tables.tag_to_latex(table))
     else:
         skipped.append("Table 2 (tag recommendation): no --tag-runs directory given")
     md += ["## Skipped", ""] + [f"- {s}" for s in skipped] + [""]

@@ -302,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         chosen = select(bench, args.methods, select_n, select_seeds)
         previous = args.out / "runs.parquet"
+        earlier = pd.read_parquet(previous) if previous.exists() else None
         rows: list[dict] = []
         for n in args.n:
             for seed in args.seeds:
@@ -311,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                     if not run_dir.exists() and (selected / "summary.json").exists():
                         run_dir = selected  # the selection already ran this very config
                     rows.append(bench.run(method, n, seed, chosen[method], run_dir))
-                    runs = _merge(previous, pd.DataFrame(rows))
+                    runs = _merge(earlier, pd.DataFrame(rows))
                     atomic_write(previous, lambda tmp: runs.to_parquet(tmp, index=False))
                     text = table(runs, [m for m in TABLE_METHODS if m in set(runs["method"])])
                     atomic_write(args.out / "table.md", lambda tmp: tmp.write_text(text))
@@ -366,13 +367,12 @@ def render(out: Path) -> int:
     return 0
 
 
-def _merge(previous: Path, rows: pd.DataFrame) -> pd.DataFrame:
+def _merge(earlier: pd.DataFrame | None, rows: pd.DataFrame) -> pd.DataFrame:
     """This invocation's rows over the rows of earlier invocations (other n or methods)."""
-    if not previous.exists():
+    if earlier is None:
         return rows
-    old = pd.read_parquet(previous)
     key = ["method", "n", "seed"]
-    old = old.merge(rows[key], on=key, how="left", indicator=True)
+    old = earlier.merge(rows[key], on=key, how="left", indicator=True)
     old = old[old["_merge"] == "left_only"].drop(columns="_merge")
     return pd.concat([old, rows], ignore_index=True).sort_values(key, kind="stable").reset_index(drop=True)
 

@@ -42,9 +42,9 @@ RANKING = ("p@3", "p@5", "f@3", "f@5", "map", "mrr")
 SMOKE = {"pretrain_epochs": 2, "dis_pretrain_epochs": 1, "epochs": 2}
 
 
-def knn_run(path: str, seed: int, n: int, val_size: int) -> dict:
+def knn_run(cfg: Config) -> dict:
     """KNN on the same training subset as the learned methods; k chosen on validation MAP."""
-    data = tags.load(Config.from_dict({"dataset": path, "n": n, "seed": seed, "val_size": val_size}))
+    data = tags.load(cfg)
     t0 = time.perf_counter()
     train_x, train_tags = data.train.x, tags.relevant(data.train).float()
     val = {k: ranking_metrics(tags.knn_scores(train_x, train_tags, data.val.x, k), tags.relevant(data.val))
@@ -64,12 +64,12 @@ def run_one(method: str, label_set: str, path: str, seed: int, base: dict, out: 
         summary = json.loads(summary_file.read_text())
     else:
         print(f"== {method} {label_set} seed {seed} -> {run_dir}", flush=True)
-        cfg = Config.from_dict({**base, "dataset": path, "method": method, "seed": seed,
-                                "pretrain_cache": str(out / "pretrain")}) if method != "knn" else None
+        cfg = Config.from_dict({**base, "dataset": path, "seed": seed,
+                                "method": "supervised" if method == "knn" else method,
+                                "pretrain_cache": str(out / "pretrain")})
         try:
-            if method == "knn":
-                probe = Config.from_dict({**base, "dataset": path})
-                summary = knn_run(path, seed, probe.n, probe.val_size)
+            if method == "knn":  # no training: the config gives the data, n and seed
+                summary = knn_run(cfg)
                 run_dir.mkdir(parents=True, exist_ok=True)
                 atomic_write(summary_file, lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
             else:

@@ -126,15 +126,12 @@ class Data:
 
 def load(cfg: Config) -> Data:
     """Load `cfg.dataset`, draw the training subset and check everything before training."""
-    if kind(cfg.dataset) == "tags":
+    if dataset_kind(cfg.dataset) == "tags":
         from kdgan import tags
 
         return tags.load(cfg)
     arrays, source = _load_arrays(cfg.dataset, cfg.val_size)
     return build(arrays, n=cfg.n, seed=cfg.seed, source=source)
-
-
-kind = dataset_kind
 
 
 def build(arrays: dict[str, np.ndarray], n: int, seed: int, source: str) -> Data:
@@ -161,7 +158,7 @@ def build(arrays: dict[str, np.ndarray], n: int, seed: int, source: str) -> Data
 def _load_arrays(dataset: str, val_size: int) -> tuple[dict[str, np.ndarray], str]:
     """Read and check a dataset once per process and file version: the trials of a search
     that reuse a worker process share it. Callers must not modify the arrays."""
-    if kind(dataset) == "cifar10":
+    if dataset_kind(dataset) == "cifar10":
         from kdgan import cifar
 
         path = cifar.cifar10_root(dataset)
@@ -176,7 +173,7 @@ def _load_arrays_cached(dataset: str, path: Path, val_size: int,
                         _stamp: int | None) -> tuple[dict[str, np.ndarray], str]:
     if dataset == "mnist":
         return _from_mnist_pickle(path), str(path)
-    if kind(dataset) == "cifar10":
+    if dataset_kind(dataset) == "cifar10":
         from kdgan import cifar
 
         return _check(cifar.load_cifar10_arrays(path, val_size), str(path)), str(path)

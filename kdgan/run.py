@@ -256,7 +256,7 @@ class Run:
             "device": str(self.device), "torch": torch.__version__,
             "config": cfg.to_dict(),
         }
-        ranking = [c.split("/", 1)[1] for c in h if c.startswith("test/") and c[5:] in METRICS]
+        ranking = [m for m in METRICS if f"test/{m}" in h]
         if ranking:  # multi-label data: the ranking metrics at the selected and last epochs
             out["test_metrics"] = {m: float(best[f"test/{m}"]) for m in ranking}
             out["last_test_metrics"] = {m: float(last[f"test/{m}"]) for m in ranking}

@@ -199,9 +199,35 @@ def encode(texts: list[str], vocab: dict[str, int], length: int = MAX_TOKENS) ->
 # Into kdgan's Data
 
 
+@dataclass
+class _Prepared:
+    """What loading does that the seed and n do not change: splits, tokens, labels."""
+
+    collection: Collection
+    pool: np.ndarray     # rows of the training pool
+    val: np.ndarray
+    test: np.ndarray
+    tokens: np.ndarray   # (N, MAX_TOKENS) for every row, vocabulary from the pool
+    dist: np.ndarray     # (N, K) label distributions, uniform over each image's tags
+    vocab_size: int
+
+
 @functools.lru_cache(maxsize=2)
-def _read_cached(path: Path, _stamp: int) -> Collection:
-    return read(path)
+def _prepare(path: Path, val_size: int, _stamp: int) -> _Prepared:
+    """Read, split, tokenise once per process, file version and val_size (the trials of a
+    search that reuse a worker process share it). Callers must not modify the arrays."""
+    c = read(path)
+    pool = np.flatnonzero(c.split == "train")
+    val = np.flatnonzero(c.split == "val")
+    if len(val) == 0:
+        if not 1 <= val_size < len(pool):
+            raise ConfigError(f"val_size={val_size}: expected between 1 and {len(pool) - 1} "
+                              f"for {path}, which has no 'val' rows")
+        pool, val = pool[:-val_size], pool[-val_size:]
+    vocab = build_vocab([c.text[i] for i in pool])
+    hot = c.label_matrix()
+    return _Prepared(c, pool, val, np.flatnonzero(c.split == "test"), encode(c.text, vocab),
+                     hot / hot.sum(axis=1, keepdims=True), len(vocab) + 2)
 
 
 def load(cfg: Config) -> Data:
@@ -213,32 +239,18 @@ def load(cfg: Config) -> Data:
         raise DataError(f"{path}: no such file; make a tagged image collection with `python -m "
                         "kdgan.tags build-yfcc ...` (YFCC100M) or `python -m kdgan.tags synth "
                         f"--out {cfg.dataset}` (synthetic)")
-    c = _read_cached(path, path.stat().st_mtime_ns)
-    pool = np.flatnonzero(c.split == "train")
-    val = np.flatnonzero(c.split == "val")
-    if len(val) == 0:
-        if not 1 <= cfg.val_size < len(pool):
-            raise ConfigError(f"val_size={cfg.val_size}: expected between 1 and {len(pool) - 1} "
-                              f"for {path}, which has no 'val' rows")
-        pool, val = pool[:-cfg.val_size], pool[-cfg.val_size:]
-    test = np.flatnonzero(c.split == "test")
-    if cfg.n > len(pool):
-        raise ConfigError(f"n={cfg.n}: larger than the training pool of {len(pool)} images in {path}")
-    vocab = build_vocab([c.text[i] for i in pool])
-    tokens = encode(c.text, vocab)
-    hot = c.label_matrix()
-    dist = hot / hot.sum(axis=1, keepdims=True)
-    take = np.sort(np.random.default_rng(cfg.seed).permutation(len(pool))[:cfg.n])
-    train_rows = pool[take]
-    vocab_size = len(vocab) + 2
+    p = _prepare(path, cfg.val_size, path.stat().st_mtime_ns)
+    if cfg.n > len(p.pool):
+        raise ConfigError(f"n={cfg.n}: larger than the training pool of {len(p.pool)} images in {path}")
+    take = np.sort(np.random.default_rng(cfg.seed).permutation(len(p.pool))[:cfg.n])
 
     def split(rows: np.ndarray) -> Split:
-        x = torch.from_numpy(np.ascontiguousarray(c.features[rows]))
-        xp = TextInput(x, torch.from_numpy(tokens[rows]), vocab_size)
-        return Split(x, torch.from_numpy(dist[rows]), xp)
+        x = torch.from_numpy(np.ascontiguousarray(p.collection.features[rows]))
+        xp = TextInput(x, torch.from_numpy(p.tokens[rows]), p.vocab_size)
+        return Split(x, torch.from_numpy(p.dist[rows]), xp)
 
-    return Data(split(train_rows), split(val), split(test), len(c.labels), take, len(pool),
-                str(path))
+    return Data(split(p.pool[take]), split(p.val), split(p.test), len(p.collection.labels), take,
+                len(p.pool), str(path))
 
 
 def relevant(split: Split) -> torch.Tensor:
