@@ -63,7 +63,10 @@ GRID: dict[str, list[dict]] = {
     "kdgan-wo-gm": [{}, SEARCH_BEST],
     "distn": [{"distn_p": p, "distn_temperature": t} for p, t in
               itertools.product((0.3, 0.7, 0.9), (3.0, 4.0))],
-    "noisy": [{"noisy_sigma": s} for s in (0.1, 0.3, 0.5)],
+    # noisy is MIMIC's L2 loss on perturbed logits, so it gets MIMIC's learning-rate grid too
+    # ({"noisy_sigma": s} alone is the default cls_lr 3e-4).
+    "noisy": [{"noisy_sigma": s} for s in (0.1, 0.3, 0.5)]
+             + [{"noisy_sigma": s, "cls_lr": 1e-3} for s in (0.1, 0.3, 0.5)],
     "codis": [{"codis_weight": w} for w in (0.3, 1.0, 3.0)],
     "mimic": [{"cls_lr": lr} for lr in (3e-4, 1e-3)],
 }

@@ -73,3 +73,37 @@ def test_table2_on_a_small_synthetic_collection(tmp_path):
     assert "**syn**" in text and "| knn | 1 |" in text
     assert "the teacher (image + text) beats C alone" in text
     assert table2.main(["--collection", "nope", "--out", str(out)]) == 2
+
+
+def test_label_mass_is_the_softmax_probability_on_the_labels():
+    import torch
+    from benchmarks.teacher_fit import label_mass
+    from kdgan.data import Split
+
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3]])
+    model = torch.nn.Identity()  # its "logits" are log-probabilities: softmax gives probs back
+    logp = probs.log()
+    single = Split(logp, torch.tensor([0, 2]), None)
+    assert abs(label_mass(model, logp, single) - (0.7 + 0.3) / 2) < 1e-6
+    multi = Split(logp, torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.5, 0.5]]), None)
+    assert abs(label_mass(model, logp, multi) - (0.9 + 0.9) / 2) < 1e-6
+
+
+def test_teacher_fit_rebuilds_the_runs_pretrained_players(blobs_npz, tmp_path):
+    from benchmarks.teacher_fit import fit_report, main
+    from kdgan.config import Config
+    from kdgan.train import train
+
+    cfg = Config.from_dict({"dataset": str(blobs_npz), "method": "kdgan", "n": 60, "seed": 1,
+                            "pretrain_epochs": 2, "dis_pretrain_epochs": 1, "epochs": 1,
+                            "cls_arch": "mlp-small", "dis_arch": "mlp-small", "batch_size": 20,
+                            "pretrain_cache": str(tmp_path / "cache")})
+    run_dir = tmp_path / "run"
+    train(cfg, run_dir, quiet=True)
+    rows = {r["player"]: r for r in fit_report(run_dir)}
+    history = pd.read_parquet(run_dir / "history.parquet")
+    # the classifier rebuilt from the cache is the one the run started its game from
+    assert abs(rows["cls"]["test acc"] - history.loc[history["epoch"] == 0, "test/acc"].item()) < 1e-9
+    for r in rows.values():
+        assert 0 <= r["test label mass"] <= 1 and 0 <= r["train label mass"] <= 1
+    assert main([str(tmp_path / "nothing-here")]) == 2
