@@ -156,8 +156,12 @@ def select(bench: Bench, methods: list[str], n: int, seeds: list[int]) -> dict[s
         chosen[method] = best[1]
         print(f"-- {method}: selected {tag(best[1])} (mean val {100 * best[0]:.2f} over seeds "
               f"{seeds} at n={n})", flush=True)
-    text = json.dumps({"chosen": chosen, "grid": report}, indent=2)
-    atomic_write(bench.out / "selection.json", lambda tmp: tmp.write_text(text))
+    path = bench.out / "selection.json"  # an invocation for fewer methods keeps the others'
+    saved = json.loads(path.read_text()) if path.exists() else {"chosen": {}, "grid": {}}
+    saved["chosen"].update(chosen)
+    saved["grid"].update(report)
+    text = json.dumps(saved, indent=2)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
     return chosen
 
 

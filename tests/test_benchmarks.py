@@ -37,6 +37,9 @@ def test_table1_selects_on_validation_runs_every_method_and_resumes(blobs_npz, t
     capsys.readouterr()
     assert table1.main(argv) == 0  # everything is read back, nothing runs again
     assert "== " not in capsys.readouterr().out
+    # an invocation for fewer methods keeps the other methods' selection
+    assert table1.main(argv[:8] + ["--methods", "supervised"] + argv[13:]) == 0
+    assert json.loads((out / "selection.json").read_text())["chosen"]["distn"] == best["overrides"]
     assert table1.main(["--report-only", "--out", str(out)]) == 0
     assert "| distn |" in (out / "select.md").read_text()
     # committed without weights and moved elsewhere, the results still render
