@@ -119,15 +119,41 @@ class Bench:
                 summary = {"method": method, "n": n, "seed": seed, "error": str(e)}
                 status = "DIVERGED"
             self.wall_s += time.perf_counter() - t0
-        row = {k: summary.get(k, np.nan) for k in RUN_COLUMNS}
-        row.update(method=method, n=n, seed=seed, status=status, overrides=json.dumps(overrides),
-                   run_dir=str(run_dir.relative_to(self.out)),
-                   teacher_val_acc=summary.get("tch_val_acc_pretrained", np.nan))
+        row = run_row(summary, status, method, n, seed, overrides, run_dir.relative_to(self.out))
         if status == "DONE":
             print(f"   {method:12s} n={n} seed {seed}: test {100 * row['test_acc']:.2f} at epoch "
                   f"{row['best_epoch']} (val {100 * row['val_acc']:.2f}), last "
                   f"{100 * row['last_test_acc']:.2f}, {row['wall_s']:.0f}s", flush=True)
         return row
+
+
+def run_row(summary: dict, status: str, method: str, n: int, seed: int, overrides: dict,
+            run_dir: Path) -> dict:
+    """A row of runs.parquet from a run's summary (run_dir relative to OUT)."""
+    row = {k: summary.get(k, np.nan) for k in RUN_COLUMNS}
+    row.update(method=method, n=n, seed=seed, status=status, overrides=json.dumps(overrides),
+               run_dir=str(run_dir), teacher_val_acc=summary.get("tch_val_acc_pretrained", np.nan))
+    return row
+
+
+def finished_runs(out: Path) -> pd.DataFrame:
+    """Rows for every finished table run on disk: OUT/n<n>/<method>-s<seed>/ and the
+    selection runs of the chosen grid points (which the table reuses). Lets --report-only
+    gather what several invocations (e.g. one per n, run side by side) wrote."""
+    path = out / "selection.json"
+    chosen = json.loads(path.read_text())["chosen"] if path.exists() else {}
+    found: dict[tuple, Path] = {}
+    for f in sorted(out.glob("select/n*/*-s*/summary.json")):
+        s = json.loads(f.read_text())
+        if s["method"] in chosen and f.parent == select_dir(out, s["method"], s["n"], s["seed"],
+                                                              chosen[s["method"]]):
+            found[(s["method"], s["n"], s["seed"])] = f
+    for f in sorted(out.glob("n*/*-s*/summary.json")):
+        s = json.loads(f.read_text())
+        found[(s["method"], s["n"], s["seed"])] = f  # the table's own run dir comes first
+    rows = [run_row(json.loads(f.read_text()), "DONE", m, n, seed, chosen.get(m, {}),
+                    f.parent.relative_to(out)) for (m, n, seed), f in sorted(found.items())]
+    return pd.DataFrame(rows)
 
 
 def select_dir(out: Path, method: str, n: int, seed: int, overrides: dict) -> Path:
@@ -353,17 +379,20 @@ def grid_progress(out: Path) -> str:
 
 
 def render(out: Path) -> int:
-    """The table, the curves and the plateau epochs from OUT/runs.parquet alone (and the
-    validation grid's progress from OUT/select/)."""
+    """The table, the curves and the plateau epochs from the finished runs in OUT (and the
+    validation grid's progress from OUT/select/). OUT/runs.parquet is rewritten with every
+    finished run on disk: invocations run side by side (one per n, say) each rewrite it
+    with their own rows, and this gathers them all; rows only it knows (diverged runs) stay."""
     progress = grid_progress(out)
     path = out / "runs.parquet"
-    if not path.exists():
+    runs = _merge(pd.read_parquet(path) if path.exists() else None, finished_runs(out))
+    if runs.empty:
         if progress:
             print("validation grid so far (no table yet):\n" + progress)
             return 0
-        print(f"error: {path}: no such file (run the benchmark first)", file=sys.stderr)
+        print(f"error: {out}: no finished runs (run the benchmark first)", file=sys.stderr)
         return 2
-    runs = pd.read_parquet(path)
+    atomic_write(path, lambda tmp: runs.to_parquet(tmp, index=False))
     text = table(runs, [m for m in TABLE_METHODS if m in set(runs["method"])])
     atomic_write(out / "table.md", lambda tmp: tmp.write_text(text))
     figure_3a(out, runs)
@@ -376,8 +405,10 @@ def render(out: Path) -> int:
 
 def _merge(earlier: pd.DataFrame | None, rows: pd.DataFrame) -> pd.DataFrame:
     """This invocation's rows over the rows of earlier invocations (other n or methods)."""
-    if earlier is None:
+    if earlier is None or earlier.empty:
         return rows
+    if rows.empty:
+        return earlier
     key = ["method", "n", "seed"]
     old = earlier.merge(rows[key], on=key, how="left", indicator=True)
     old = old[old["_merge"] == "left_only"].drop(columns="_merge")

@@ -46,8 +46,13 @@ def test_table1_selects_on_validation_runs_every_method_and_resumes(blobs_npz, t
     moved = tmp_path / "moved"
     shutil.copytree(out, moved, ignore=shutil.ignore_patterns("checkpoint.pt", "pretrain"))
     (moved / "plateau.md").unlink()
+    (moved / "runs.parquet").unlink()  # rebuilt from the runs' summaries
     assert table1.main(["--report-only", "--out", str(moved)]) == 0
     assert "| kdgan |" in (moved / "plateau.md").read_text()
+    rebuilt = pd.read_parquet(moved / "runs.parquet")
+    key = ["method", "n", "seed"]
+    pd.testing.assert_frame_equal(rebuilt.sort_values(key).reset_index(drop=True)[runs.columns],
+                                  runs.sort_values(key).reset_index(drop=True), check_dtype=False)
 
 
 def test_table1_refuses_a_bad_method_before_running(tmp_path, capsys):
