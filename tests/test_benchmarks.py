@@ -115,3 +115,14 @@ def test_teacher_fit_rebuilds_the_runs_pretrained_players(blobs_npz, tmp_path):
     for r in rows.values():
         assert 0 <= r["test label mass"] <= 1 and 0 <= r["train label mass"] <= 1
     assert main([str(tmp_path / "nothing-here")]) == 2
+
+
+def test_targets_compare_methods_on_the_seeds_they_all_have():
+    rows = [("kdgan", 0, 0.90), ("kdgan", 1, 0.80), ("distn", 0, 0.84), ("distn", 1, 0.84),
+            ("distn", 2, 0.99)]  # distn's seed 2 has no kdgan counterpart yet
+    done = pd.DataFrame([{"method": m, "n": 100, "seed": s, "test_acc": a} for m, s, a in rows])
+    lines = "\n".join(table1._targets(done))
+    assert "compared on the 2 seeds every method has (0, 1)" in lines
+    assert "kdgan 85.00 vs target 88.5: NOT met" in lines
+    # distn: 84 over seeds 0-1 (89 over 0-2, which would put it above kdgan)
+    assert "kdgan above every baseline: yes" in lines
