@@ -323,8 +323,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="a config field for every run (repeatable)")
     p.add_argument("--smoke", action="store_true", help="tiny budget, to check the pipeline")
     p.add_argument("--report-only", action="store_true",
-                   help="run nothing: render table.md, curves.png and plateau.md from the runs "
-                        "already in OUT/runs.parquet (e.g. while or after a long benchmark)")
+                   help="run nothing: render table.md, curves.png and plateau.md from the finished "
+                        "runs in OUT (e.g. while or after a long benchmark; gathers invocations "
+                        "run side by side)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     if args.report_only:
