@@ -142,17 +142,17 @@ def finished_runs(out: Path) -> pd.DataFrame:
     gather what several invocations (e.g. one per n, run side by side) wrote."""
     path = out / "selection.json"
     chosen = json.loads(path.read_text())["chosen"] if path.exists() else {}
-    found: dict[tuple, Path] = {}
+    found: dict[tuple, tuple[dict, Path]] = {}
     for f in sorted(out.glob("select/n*/*-s*/summary.json")):
         s = json.loads(f.read_text())
         if s["method"] in chosen and f.parent == select_dir(out, s["method"], s["n"], s["seed"],
                                                               chosen[s["method"]]):
-            found[(s["method"], s["n"], s["seed"])] = f
+            found[(s["method"], s["n"], s["seed"])] = s, f.parent
     for f in sorted(out.glob("n*/*-s*/summary.json")):
         s = json.loads(f.read_text())
-        found[(s["method"], s["n"], s["seed"])] = f  # the table's own run dir comes first
-    rows = [run_row(json.loads(f.read_text()), "DONE", m, n, seed, chosen.get(m, {}),
-                    f.parent.relative_to(out)) for (m, n, seed), f in sorted(found.items())]
+        found[(s["method"], s["n"], s["seed"])] = s, f.parent  # the table's own run dir first
+    rows = [run_row(s, "DONE", m, n, seed, chosen.get(m, {}), run_dir.relative_to(out))
+            for (m, n, seed), (s, run_dir) in sorted(found.items(), key=lambda kv: kv[0])]
     return pd.DataFrame(rows)
 
 

@@ -46,7 +46,10 @@ def fit_report(run_dir: Path, threads: int = 0) -> list[dict]:
     summary_file = run_dir / "summary.json"
     if not summary_file.exists():
         raise DataError(f"{run_dir}: no summary.json (expected a finished run directory)")
-    cfg = Config.from_dict({**json.loads(summary_file.read_text())["config"], "threads": threads})
+    summary = json.loads(summary_file.read_text())
+    if "config" not in summary:
+        raise DataError(f"{summary_file}: no 'config' (expected a kdgan.train run, not e.g. knn)")
+    cfg = Config.from_dict({**summary["config"], "threads": threads})
     run = Run(cfg)
     run.pretrain()
     game, data = run.game, run.data
@@ -58,9 +61,8 @@ def fit_report(run_dir: Path, threads: int = 0) -> list[dict]:
         row = {"run": str(run_dir), "player": name, "metric": metric}
         for split_name in ("train", "test"):
             split = getattr(data, split_name)
-            inputs = split.x if name == "cls" or split.xp is None else split.xp
             row[f"{split_name} {metric}"] = game.evaluate(name, split)[metric]
-            row[f"{split_name} label mass"] = label_mass(game.players[name], inputs, split)
+            row[f"{split_name} label mass"] = label_mass(game.players[name], game.inputs(name, split), split)
         rows.append(row)
     return rows
 

@@ -294,6 +294,12 @@ class Game:
         return {**means, **self.gradient_variances()} if cfg.log_grad_variance else means
 
     # ------------------------------------------------------------------ evaluation
+    @staticmethod
+    def inputs(name: str, split: Split):
+        """What player `name` sees of a split: C the image, T and D the privileged input
+        where the data has one."""
+        return split.x if name == "cls" or split.xp is None else split.xp
+
     @torch.no_grad()
     def evaluate(self, name: str, split: Split) -> dict[str, float]:
         """Accuracy and cross-entropy of player `name` on a split, in eval mode. For
@@ -302,7 +308,7 @@ class Game:
         model = self.players[name]
         was_training = model.training
         model.eval()
-        inputs = split.x if name == "cls" or split.xp is None else split.xp
+        inputs = self.inputs(name, split)
         correct = torch.zeros((), device=self.device)
         ce = torch.zeros((), device=self.device)
         ranking: dict[str, float] = {}
