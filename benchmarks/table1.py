@@ -4,6 +4,8 @@
     python -m benchmarks.table1 --n 10000 --seeds 0 1 2 --methods supervised distn kdgan teacher \\
         --out runs/table1
     python -m benchmarks.table1 --smoke --dataset blobs.npz --n 60 --seeds 0 1 --out /tmp/t1
+    python -m benchmarks.table1 --n 100 --methods distn kdgan --set unlabeled=10000 \
+        --reuse runs/table1 --out runs/table1-unlabeled      # an ablation of the main table
 
 Protocol
 - Every method trains the same MLP classifier from the same pretrained start and distils
@@ -94,13 +96,14 @@ def tag(overrides: dict) -> str:
 class Bench:
     """Runs one (method, n, seed, overrides) into its directory, or reads it back."""
 
-    def __init__(self, base: dict, out: Path, smoke: bool) -> None:
+    def __init__(self, base: dict, out: Path, smoke: bool, pretrain: Path | None = None) -> None:
         self.base, self.out, self.smoke = base, out, smoke
+        self.pretrain = pretrain or out / "pretrain"
         self.wall_s = 0.0
 
     def config(self, method: str, n: int, seed: int, overrides: dict) -> Config:
         return Config.from_dict({**self.base, **budget(n, self.smoke), **overrides, "method": method,
-                                 "n": n, "seed": seed, "pretrain_cache": str(self.out / "pretrain")})
+                                 "n": n, "seed": seed, "pretrain_cache": str(self.pretrain)})
 
     def run(self, method: str, n: int, seed: int, overrides: dict, run_dir: Path) -> dict:
         summary_file = run_dir / "summary.json"
@@ -189,6 +192,19 @@ def select(bench: Bench, methods: list[str], n: int, seeds: list[int]) -> dict[s
     text = json.dumps(saved, indent=2)
     atomic_write(path, lambda tmp: tmp.write_text(text))
     return chosen
+
+
+def reused_selection(source: Path, methods: list[str]) -> dict[str, dict]:
+    """The choices of an earlier benchmark (`--reuse`) for `methods`; a method with a grid
+    that the earlier benchmark did not select for is an error (its choice would be a guess)."""
+    path = source / "selection.json"
+    if not path.is_file():
+        raise ConfigError(f"--reuse {source}: no {path} (run the benchmark there first)")
+    chosen = json.loads(path.read_text())["chosen"]
+    missing = [m for m in methods if len(GRID.get(m, [{}])) > 1 and m not in chosen]
+    if missing:
+        raise ConfigError(f"--reuse {source}: {path} has no choice for {', '.join(missing)}")
+    return {m: chosen.get(m, GRID.get(m, [{}])[0]) for m in methods}
 
 
 def table(runs: pd.DataFrame, methods: list[str]) -> str:
@@ -326,6 +342,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="run nothing: render table.md, curves.png and plateau.md from the finished "
                         "runs in OUT (e.g. while or after a long benchmark; gathers invocations "
                         "run side by side)")
+    p.add_argument("--reuse", type=Path, default=None, metavar="DIR",
+                   help="run no validation grid: take the hyperparameters from DIR/selection.json "
+                        "and the pretrained players from DIR/pretrain (an ablation of the main "
+                        "table, e.g. --set unlabeled=2000 --reuse results/table1)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     if args.report_only:
@@ -342,14 +362,20 @@ def main(argv: list[str] | None = None) -> int:
                 for n in set(args.n) | {select_n}:
                     Config.from_dict({**base, **budget(n, args.smoke), **overrides,
                                       "method": method, "n": n})
+        reused = reused_selection(args.reuse, args.methods) if args.reuse else None
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    bench = Bench(base, args.out, args.smoke)
+    bench = Bench(base, args.out, args.smoke, args.reuse / "pretrain" if args.reuse else None)
     t0 = time.perf_counter()
     try:
-        chosen = select(bench, args.methods, select_n, select_seeds)
+        if reused is not None:
+            chosen = reused
+            text = json.dumps({"chosen": chosen, "grid": {}, "reused_from": str(args.reuse)}, indent=2)
+            atomic_write(args.out / "selection.json", lambda tmp: tmp.write_text(text))
+        else:
+            chosen = select(bench, args.methods, select_n, select_seeds)
         previous = args.out / "runs.parquet"
         earlier = pd.read_parquet(previous) if previous.exists() else None
         rows: list[dict] = []

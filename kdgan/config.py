@@ -67,6 +67,12 @@ class Config:
     tagged image collection (kdgan.tags); a .npz file; a directory of MNIST IDX files."""
     n: int = 100
     """Number of labelled training examples, drawn with `seed` from the training pool."""
+    unlabeled: int = 0
+    """Unlabelled examples, drawn with `seed` from the training pool outside the n labelled
+    ones, that the label-free terms also see (a transfer set, Hinton et al. 2015): each game
+    or loss step of a method with more than one player adds batch_size of them to its
+    minibatch for the distillation and adversarial terms; cross-entropy terms, pretraining
+    and D's steps see the labelled examples only. 0: the paper's setting."""
     val_size: int = 10000
     """Validation examples held out of the training pool when a dataset has no own split."""
     seed: int = 0
@@ -245,13 +251,16 @@ class Config:
         if self.dataset == "mnist" and self.n > MNIST_POOL:
             raise ConfigError(f"n={self.n}: larger than the MNIST training pool of {MNIST_POOL} "
                               "images (the other 10,000 are the validation split)")
+        if self.dataset == "mnist" and self.n + self.unlabeled > MNIST_POOL:
+            raise ConfigError(f"unlabeled={self.unlabeled}: n + unlabeled = {self.n + self.unlabeled}"
+                              f" is larger than the MNIST training pool of {MNIST_POOL} images")
         if self.tau_end > self.tau_start:
             raise ConfigError(f"tau_end={self.tau_end}: expected <= tau_start={self.tau_start}"
                               " (the temperature is annealed downwards)")
         for key in ("n", "batch_size", "eval_batch_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}={getattr(self, key)}: expected an integer >= 1")
-        for key in ("val_size", "pretrain_epochs", "dis_pretrain_epochs", "epochs",
+        for key in ("unlabeled", "val_size", "pretrain_epochs", "dis_pretrain_epochs", "epochs",
                     "cls_steps", "tch_steps", "dis_steps", "threads"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}={getattr(self, key)}: expected an integer >= 0")

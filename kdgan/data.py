@@ -71,6 +71,11 @@ class TextInput:
         return TextShape(self.features.shape[1], self.vocab, self.tokens.shape[1])
 
 
+UNLABELED = -100
+"""The label of an unlabelled example (torch's cross-entropy ignore_index); multi-label
+data marks one by an all-zero label row instead (`kdgan.losses.cross_entropy`)."""
+
+
 @dataclass
 class Split:
     x: torch.Tensor          # (N, ...) the classifier's input
@@ -99,10 +104,12 @@ class Data:
     train_indices: np.ndarray  # positions of the n training examples in the pool
     pool_size: int
     source: str
+    unlabeled: Split | None = None  # cfg.unlabeled pool examples outside train, labels hidden
 
     def to(self, device: torch.device) -> "Data":
         return Data(self.train.to(device), self.val.to(device), self.test.to(device),
-                    self.num_classes, self.train_indices, self.pool_size, self.source)
+                    self.num_classes, self.train_indices, self.pool_size, self.source,
+                    None if self.unlabeled is None else self.unlabeled.to(device))
 
     @property
     def in_shape(self) -> tuple[int, ...]:
@@ -131,15 +138,24 @@ def load(cfg: Config) -> Data:
 
         return tags.load(cfg)
     arrays, source = _load_arrays(cfg.dataset, cfg.val_size)
-    return build(arrays, n=cfg.n, seed=cfg.seed, source=source)
+    return build(arrays, n=cfg.n, seed=cfg.seed, source=source, unlabeled=cfg.unlabeled)
 
 
-def build(arrays: dict[str, np.ndarray], n: int, seed: int, source: str) -> Data:
-    """Turn validated arrays (pool, val, test; optional privileged) into `Data`."""
+def build(arrays: dict[str, np.ndarray], n: int, seed: int, source: str,
+          unlabeled: int = 0) -> Data:
+    """Turn validated arrays (pool, val, test; optional privileged) into `Data`.
+
+    The n training examples are the first n of a permutation of the pool drawn with `seed`,
+    the `unlabeled` ones the next (so they never overlap, and a run with more unlabelled
+    examples sees the same labelled ones)."""
     pool = len(arrays["y_pool"])
     if n > pool:
         raise ConfigError(f"n={n}: larger than the training pool of {pool} examples in {source}")
-    indices = np.sort(np.random.default_rng(seed).permutation(pool)[:n])
+    if n + unlabeled > pool:
+        raise ConfigError(f"unlabeled={unlabeled}: n + unlabeled = {n + unlabeled} is larger "
+                          f"than the training pool of {pool} examples in {source}")
+    perm = np.random.default_rng(seed).permutation(pool)
+    indices = np.sort(perm[:n])
     labels = np.concatenate([arrays["y_pool"], arrays["y_val"], arrays["y_test"]])
     num_classes = int(labels.max()) + 1
 
@@ -151,8 +167,12 @@ def build(arrays: dict[str, np.ndarray], n: int, seed: int, source: str) -> Data
         return Split(pick(arrays[f"x_{prefix}"]), pick(arrays[f"y_{prefix}"]).long(),
                      pick(arrays.get(f"xp_{prefix}")))
 
+    extra = None
+    if unlabeled:
+        extra = split("pool", np.sort(perm[n:n + unlabeled]))
+        extra.y = torch.full_like(extra.y, UNLABELED)
     return Data(split("pool", indices), split("val"), split("test"), num_classes,
-                indices, pool, source)
+                indices, pool, source, extra)
 
 
 def _load_arrays(dataset: str, val_size: int) -> tuple[dict[str, np.ndarray], str]:

@@ -20,7 +20,7 @@ from torch import nn
 from kdgan import losses
 from kdgan.augment import random_affine, random_flip
 from kdgan.config import Config
-from kdgan.data import Data, Split
+from kdgan.data import Data, Split, TextInput
 from kdgan.methods import METHODS, LossFn, Method
 from kdgan.metrics import ranking_sums
 from kdgan.models import build
@@ -37,6 +37,13 @@ def effective_config(cfg: Config) -> Config:
     """The config with the method's fixed settings applied: what the run actually uses."""
     fixed = dict(METHODS[cfg.method].fixed)
     return cfg.replace(**fixed) if fixed else cfg
+
+
+def _cat(a: torch.Tensor | TextInput, b: torch.Tensor | TextInput) -> torch.Tensor | TextInput:
+    """Two privileged inputs (tensors, or image features with their text) as one batch."""
+    if isinstance(a, TextInput):
+        return TextInput(torch.cat([a.features, b.features]), torch.cat([a.tokens, b.tokens]), a.vocab)
+    return torch.cat([a, b])
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -64,20 +71,32 @@ class Game:
         self._grad_stats: dict[str, list] = {}
 
     # ------------------------------------------------------------------ batches
-    def batch(self, index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch(self, index: torch.Tensor | None = None,
+              transfer: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A training minibatch (x, xp, y), augmented when the config says so.
 
         index: positions in the training subset; a random batch_size of them when None.
+        transfer: when the data has unlabelled examples (`Config.unlabeled`) and the method
+        has a player to learn from besides the labels, append batch_size of them (their
+        labels marked unlabelled, which the cross-entropy terms skip).
         When T and D see x itself, they see the same augmented images as C.
         """
-        train = self.data.train
+        x, xp, y = self._draw(self.data.train, index)
+        extra = self.data.unlabeled
+        if transfer and extra is not None and len(self.players) > 1:
+            ux, uxp, uy = self._draw(extra, None)
+            x, y = torch.cat([x, ux]), torch.cat([y, uy])
+            xp = x if extra.xp is None else _cat(xp, uxp)
+        return x, xp, y
+
+    def _draw(self, split: Split, index: torch.Tensor | None):
         if index is None:
-            n = len(train)
+            n = len(split)
             index = torch.randperm(n, device=self.device)[: min(self.cfg.batch_size, n)]
-        x, y = train.x[index], train.y[index]
+        x, y = split.x[index], split.y[index]
         if self.cfg.augment:
             x = self._augment(x)
-        xp = x if train.xp is None else train.xp[index]
+        xp = x if split.xp is None else split.xp[index]
         return x, xp, y
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
@@ -159,7 +178,7 @@ class Game:
         ds_weight = cfg.beta if name == "cls" else cfg.gamma
         ce_weight = cfg.cls_ce_weight if name == "cls" else cfg.tch_ce_weight
         self._train_only(name)
-        x, xp, y = self.batch()
+        x, xp, y = self.batch(transfer=True)
         logits = self.players[name](x if name == "cls" else xp)  # (B, K)
         terms: dict[str, torch.Tensor] = {}
         loss = logits.new_zeros(())
@@ -180,7 +199,7 @@ class Game:
             terms[f"{name}/distill"] = ds
             loss = loss + ds_weight * ds
         if ce_weight > 0:
-            terms[f"{name}/ce"] = F.cross_entropy(logits, y)
+            terms[f"{name}/ce"] = losses.cross_entropy(logits, y)
             loss = loss + ce_weight * terms[f"{name}/ce"]
         if name == "cls" and cfg.log_grad_variance:
             self._track_gradients(terms)
@@ -193,7 +212,7 @@ class Game:
         logits, the other player's logits (fixed) or None, labels) on a training minibatch."""
         other = "tch" if name == "cls" else "cls"
         self._train_only(name)
-        x, xp, y = self.batch()
+        x, xp, y = self.batch(transfer=True)
         logits = self.players[name](x if name == "cls" else xp)
         target = None
         if other in self.players:

@@ -49,6 +49,23 @@ def tau_at(progress: float, tau_start: float = 1.0, tau_end: float = 0.1) -> flo
 
 
 # ----------------------------------------------------------------------------------------
+# The supervised loss, over the labelled rows of a minibatch only.
+
+
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """-log p(y|x) averaged over the labelled rows: labels (B,) class indices, where
+    kdgan.data.UNLABELED (torch's ignore_index, -100) marks an unlabelled row, or (B, K)
+    label distributions, where an all-zero row is unlabelled. A minibatch with unlabelled
+    rows (`Config.unlabeled`) gives the same value as its labelled rows alone."""
+    if labels.ndim == 1:
+        return F.cross_entropy(logits, labels)
+    labelled = labels.sum(dim=-1) > 0
+    if bool(labelled.all()):
+        return F.cross_entropy(logits, labels)
+    return F.cross_entropy(logits[labelled], labels[labelled])
+
+
+# ----------------------------------------------------------------------------------------
 # Distillation losses L_DS (paper Eq. 3). The target is detached: each player distils from
 # the other's current prediction without pushing gradients into it.
 

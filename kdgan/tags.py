@@ -242,15 +242,23 @@ def load(cfg: Config) -> Data:
     p = _prepare(path, cfg.val_size, path.stat().st_mtime_ns)
     if cfg.n > len(p.pool):
         raise ConfigError(f"n={cfg.n}: larger than the training pool of {len(p.pool)} images in {path}")
-    take = np.sort(np.random.default_rng(cfg.seed).permutation(len(p.pool))[:cfg.n])
+    if cfg.n + cfg.unlabeled > len(p.pool):
+        raise ConfigError(f"unlabeled={cfg.unlabeled}: n + unlabeled = {cfg.n + cfg.unlabeled} is "
+                          f"larger than the training pool of {len(p.pool)} images in {path}")
+    perm = np.random.default_rng(cfg.seed).permutation(len(p.pool))
+    take = np.sort(perm[:cfg.n])
 
     def split(rows: np.ndarray) -> Split:
         x = torch.from_numpy(np.ascontiguousarray(p.collection.features[rows]))
         xp = TextInput(x, torch.from_numpy(p.tokens[rows]), p.vocab_size)
         return Split(x, torch.from_numpy(p.dist[rows]), xp)
 
+    extra = None
+    if cfg.unlabeled:  # their text is there, their tags are not (all-zero label rows)
+        extra = split(p.pool[np.sort(perm[cfg.n:cfg.n + cfg.unlabeled])])
+        extra.y = torch.zeros_like(extra.y)
     return Data(split(p.pool[take]), split(p.val), split(p.test), len(p.collection.labels), take,
-                len(p.pool), str(path))
+                len(p.pool), str(path), extra)
 
 
 def relevant(split: Split) -> torch.Tensor:

@@ -42,6 +42,20 @@ def test_table1_selects_on_validation_runs_every_method_and_resumes(blobs_npz, t
     assert json.loads((out / "selection.json").read_text())["chosen"]["distn"] == best["overrides"]
     assert table1.main(["--report-only", "--out", str(out)]) == 0
     assert "| distn |" in (out / "select.md").read_text()
+    # an ablation reuses the selection and the pretrained players: no grid, no pretraining
+    ablation = tmp_path / "t1u"
+    before = sorted((out / "pretrain").glob("*.pt"))
+    assert table1.main(argv[:8] + ["--methods", "distn", "kdgan", "--set", "unlabeled=40",
+                                   "--reuse", str(out), "--out", str(ablation), *TINY_SET]) == 0
+    assert not (ablation / "select").exists() and not (ablation / "pretrain").exists()
+    assert sorted((out / "pretrain").glob("*.pt")) == before
+    assert json.loads((ablation / "selection.json").read_text())["chosen"]["distn"] == best["overrides"]
+    ablated = pd.read_parquet(ablation / "runs.parquet")
+    assert len(ablated) == 4 and (ablated["status"] == "DONE").all()
+    config = json.loads((ablation / "n60" / "distn-s0" / "summary.json").read_text())["config"]
+    assert config["unlabeled"] == 40 and config["distn_p"] == best["overrides"]["distn_p"]
+    assert table1.main(["--reuse", str(tmp_path), "--out", str(tmp_path / "y")]) == 2
+    assert "selection.json" in capsys.readouterr().err and not (tmp_path / "y").exists()
     # committed without weights and moved elsewhere, the results still render
     moved = tmp_path / "moved"
     shutil.copytree(out, moved, ignore=shutil.ignore_patterns("checkpoint.pt", "pretrain"))

@@ -32,6 +32,9 @@ def test_unknown_key_suggests_the_nearest_field():
     ("device", "tpu", r"device='tpu'"),
     ("cls_dropout", 1.0, r"cls_dropout=1.0"),
     ("epochs", -1, r"epochs=-1"),
+    ("unlabeled", -1, r"unlabeled=-1: expected an integer >= 0"),
+    ("unlabeled", 49_901, r"unlabeled=49901: n \+ unlabeled = 50001 is larger than the MNIST "
+                          r"training pool of 50000"),
     ("beta", float("nan"), r"beta=nan: expected a finite number"),
     ("n", 1.5, r"n=1.5: expected int"),
     ("augment", "maybe", r"augment='maybe': expected bool"),

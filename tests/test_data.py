@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from kdgan import data as data_mod
 from kdgan.config import Config, ConfigError
@@ -35,6 +36,20 @@ def test_subset_is_drawn_with_the_seed_and_recorded(blobs_npz):
 def test_n_larger_than_the_pool_is_an_error(blobs_npz):
     with pytest.raises(ConfigError, match=r"n=301: larger than the training pool of 300"):
         _load(blobs_npz, n=301)
+
+
+def test_unlabelled_examples_come_from_the_pool_outside_the_subset(blobs_npz):
+    plain, d = _load(blobs_npz, seed=2), _load(blobs_npz, seed=2, unlabeled=120)
+    # the labelled subset does not change with the unlabelled examples, and never meets them
+    assert np.array_equal(plain.train_indices, d.train_indices) and plain.unlabeled is None
+    torch.testing.assert_close(plain.train.x, d.train.x)
+    raw = np.load(blobs_npz)
+    rows = [np.flatnonzero((raw["x_train"] == u.numpy()).all(axis=(1, 2)))[0] for u in d.unlabeled.x[:, 0]]
+    assert len(set(rows)) == 120 and not set(rows) & set(d.train_indices.tolist())
+    assert (d.unlabeled.y == data_mod.UNLABELED).all()  # their labels are hidden
+    with pytest.raises(ConfigError, match=r"unlabeled=251: n \+ unlabeled = 301 is larger than the "
+                                          r"training pool of 300"):
+        _load(blobs_npz, unlabeled=251)
 
 
 def test_validation_is_held_out_when_the_file_has_none(tmp_path):

@@ -111,6 +111,36 @@ def test_fixed_teacher_baselines_leave_the_teacher_alone_and_codis_trains_it(blo
                        for k, v in cls_before.items()), method
 
 
+def test_unlabelled_examples_join_the_label_free_steps_only(blobs_npz):
+    cfg = Config(dataset=str(blobs_npz), **{**TINY, "augment": False, "unlabeled": 100})
+    data = data_mod.load(cfg)
+    for method, extra in (("kdgan", True), ("distn", True), ("nagan", True), ("supervised", False),
+                          ("teacher", False)):
+        game = Game(effective_config(cfg.replace(method=method)), data, torch.device("cpu"))
+        x, xp, y = game.batch(transfer=True)
+        b = cfg.batch_size
+        assert len(x) == len(y) == (2 * b if extra else b), method
+        assert (y[:b] >= 0).all() and (y[b:] == data_mod.UNLABELED).all()
+        # the appended rows are unlabelled pool examples, and T and D see the same images
+        pool = data.unlabeled.x.flatten(1)
+        assert all((pool == row).all(1).any() for row in x[b:].flatten(1))
+        assert xp is x
+        assert len(game.batch()[0]) == b  # D's steps and pretraining: labelled only
+
+
+def test_pretraining_does_not_depend_on_the_unlabelled_examples(blobs_npz):
+    """So a run with a transfer set shares the pretrained players of one without it."""
+    runs = [Run(Config(dataset=str(blobs_npz), method="kdgan", **{**TINY, "unlabeled": u}))
+            for u in (0, 100)]
+    for run in runs:
+        run.pretrain()
+    for name in ("cls", "tch", "dis"):
+        a, b = (r.game.players[name].state_dict() for r in runs)
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    row = runs[1].play_epoch()  # and the game runs on the larger minibatches
+    assert np.isfinite(row["cls/distill"]) and np.isfinite(row["dis/real"])
+
+
 def test_baseline_losses_against_hand_values():
     cfg = Config(distn_p=0.7, distn_temperature=2.0, codis_weight=0.5)
     h = torch.tensor([[1.0, 0.0, -1.0]])

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from kdgan import losses
 
@@ -139,3 +140,19 @@ def test_pathwise_gradient_moves_mass_towards_labels_d_accepts():
     loss = sum(losses.adv_pathwise(logits, s, 1.0, "nonsaturating") for _ in range(200))
     loss.backward()
     assert logits.grad[0, 0] < 0 < logits.grad[0, 1]  # descent raises logit 0, lowers 1
+
+
+def test_cross_entropy_skips_unlabelled_rows():
+    logits = torch.randn(5, 4, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    y = torch.tensor([2, -100, 0, -100, 3])  # -100: kdgan.data.UNLABELED
+    labelled = torch.tensor([0, 2, 4])
+    torch.testing.assert_close(losses.cross_entropy(logits, y),
+                               F.cross_entropy(logits[labelled], y[labelled]))
+    dist = torch.zeros(5, 4)
+    dist[0, 2] = dist[2, 0] = dist[4, 3] = 0.5
+    dist[0, 1] = dist[2, 1] = dist[4, 0] = 0.5  # multi-label rows; rows 1 and 3 unlabelled
+    expected = -(dist[labelled] * F.log_softmax(logits[labelled], -1)).sum(-1).mean()
+    torch.testing.assert_close(losses.cross_entropy(logits, dist), expected)
+    # the unlabelled rows get no gradient
+    losses.cross_entropy(logits, dist).backward()
+    assert logits.grad[[1, 3]].abs().sum() == 0 and logits.grad[labelled].abs().sum() > 0

@@ -203,6 +203,27 @@ def test_the_game_runs_on_a_tag_collection_and_reports_the_ranking_metrics(tmp_p
     assert {"val/map", "test/mrr", "val/acc"} <= set(history)
 
 
+def test_unlabelled_images_bring_their_text_but_no_tags(tmp_path):
+    from kdgan.game import Game, effective_config
+
+    path = tags.write(tmp_path / "c.parquet", _small())
+    cfg = Config.from_dict({"dataset": str(path), "method": "kdgan", "n": 50, "unlabeled": 100,
+                            "batch_size": 20, "device": "cpu"})
+    data = tags.load(cfg)
+    # other images than the labelled ones (continuous features: no two rows are equal)
+    assert not (data.unlabeled.x[:, None, :] == data.train.x[None]).all(-1).any()
+    assert len(data.unlabeled) == 100 and (data.unlabeled.y == 0).all()
+    assert data.unlabeled.xp.tokens.shape[1] == data.train.xp.tokens.shape[1]
+    x, xp, y = Game(effective_config(cfg), data, torch.device("cpu")).batch(transfer=True)
+    assert len(x) == len(y) == len(xp.features) == len(xp.tokens) == 40
+    assert (y[:20].sum(1) > 0).all() and (y[20:] == 0).all()
+    with pytest.raises(ConfigError, match="unlabeled=251: n \\+ unlabeled = 301"):
+        tags.load(cfg.replace(unlabeled=251))
+    cfg = cfg.replace(method="distn", cls_arch="mlp-small", pretrain_epochs=1, epochs=1)
+    summary = train_mod.train(cfg, tmp_path / "out", quiet=True)
+    assert 0.0 <= summary["test_metrics"]["map"] <= 1.0
+
+
 def test_augmentation_on_feature_vectors_is_refused_before_training(tmp_path):
     path = tags.write(tmp_path / "c.parquet", _small())
     with pytest.raises(ConfigError, match="augment=True"):

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
-import torch.nn.functional as F
 
+from kdgan import losses
 from kdgan.config import Config
 
 PLAYERS = ("cls", "tch", "dis")
@@ -54,5 +54,5 @@ class Method:
 def cross_entropy(cfg: Config, logits: torch.Tensor, other: torch.Tensor | None,
                   y: torch.Tensor) -> dict[str, torch.Tensor]:
     """The plain supervised loss -log p(y|x) on the true labels (`supervised`)."""
-    ce = F.cross_entropy(logits, y)
+    ce = losses.cross_entropy(logits, y)
     return {"loss": ce, "ce": ce}

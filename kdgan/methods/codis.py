@@ -15,7 +15,6 @@ after which each epoch runs k_T teacher and k_C classifier steps, as KDGAN's gam
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from kdgan import losses
 from kdgan.config import Config
@@ -24,7 +23,7 @@ from kdgan.methods.base import Method
 
 def loss(cfg: Config, logits: torch.Tensor, other: torch.Tensor | None,
          y: torch.Tensor) -> dict[str, torch.Tensor]:
-    ce = F.cross_entropy(logits, y)
+    ce = losses.cross_entropy(logits, y)
     kl = losses.kl_distill(logits, other, 1.0)
     return {"loss": ce + cfg.codis_weight * kl, "ce": ce, "distill": kl}
 

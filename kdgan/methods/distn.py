@@ -11,7 +11,6 @@ KDGAN authors' DISTN baseline (`distn_p`, `distn_temperature`).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from kdgan import losses
 from kdgan.config import Config
@@ -21,7 +20,7 @@ from kdgan.methods.base import Method
 def loss(cfg: Config, logits: torch.Tensor, teacher: torch.Tensor | None,
          y: torch.Tensor) -> dict[str, torch.Tensor]:
     soft = losses.kl_distill(logits, teacher, cfg.distn_temperature)
-    hard = F.cross_entropy(logits, y)
+    hard = losses.cross_entropy(logits, y)
     return {"loss": cfg.distn_p * soft + (1.0 - cfg.distn_p) * hard, "distill": soft, "ce": hard}
 
 
