@@ -342,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="run nothing: render table.md, curves.png and plateau.md from the finished "
                         "runs in OUT (e.g. while or after a long benchmark; gathers invocations "
                         "run side by side)")
+    p.add_argument("--versus", type=Path, default=None, metavar="DIR",
+                   help="with --report-only: also write OUT/versus.md, each method's test "
+                        "accuracy here against DIR's on the seeds both have (paired differences)")
     p.add_argument("--reuse", type=Path, default=None, metavar="DIR",
                    help="run no validation grid: take the hyperparameters from DIR/selection.json "
                         "and the pretrained players from DIR/pretrain (an ablation of the main "
@@ -349,7 +352,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     if args.report_only:
-        return render(args.out)
+        return render(args.out, args.versus)
+    if args.versus:
+        print("error: --versus goes with --report-only", file=sys.stderr)
+        return 2
     base: dict = {"dataset": args.dataset}
     select_seeds = args.select_seeds or args.seeds[:3]
     select_n = args.select_n or min(args.n)
@@ -420,11 +426,33 @@ def grid_progress(out: Path) -> str:
     return text
 
 
-def render(out: Path) -> int:
+def versus(runs: pd.DataFrame, other: pd.DataFrame, here: str, there: str) -> str:
+    """Markdown: per n and method, mean test accuracy (best validation epoch) in `runs` and
+    in `other` on the seeds both finished, and the paired difference mean +- std."""
+    key = ["method", "n", "seed"]
+    both = (runs[runs["status"] == "DONE"][key + ["test_acc"]]
+            .merge(other[other["status"] == "DONE"][key + ["test_acc"]], on=key, suffixes=("", "_o")))
+    lines = [f"| n | method | seeds | {here} | {there} | difference (paired) |",
+             "|---|---|---|---|---|---|"]
+    order = {m: i for i, m in enumerate(TABLE_METHODS)}
+    for (n, method), g in sorted(both.groupby(["n", "method"]), key=lambda kv: (kv[0][0], order.get(kv[0][1], 99))):
+        d = 100 * (g["test_acc"] - g["test_acc_o"])
+        sd = f" +- {d.std(ddof=1):.2f}" if len(g) > 1 else ""
+        lines.append(f"| {n:,} | {method} | {len(g)} | {100 * g['test_acc'].mean():.2f} | "
+                     f"{100 * g['test_acc_o'].mean():.2f} | {d.mean():+.2f}{sd} |")
+    lines += ["", "Test accuracy (%) at the epoch of best validation accuracy, mean over the seeds "
+              "both benchmarks finished; difference = here - there, per seed, mean +- std."]
+    return "\n".join(lines) + "\n"
+
+
+def render(out: Path, against: Path | None = None) -> int:
     """The table, the curves and the plateau epochs from the finished runs in OUT (and the
     validation grid's progress from OUT/select/). OUT/runs.parquet is rewritten with every
     finished run on disk: invocations run side by side (one per n, say) each rewrite it
     with their own rows, and this gathers them all; rows only it knows (diverged runs) stay."""
+    if against is not None and not (against / "runs.parquet").is_file():
+        print(f"error: --versus {against}: no {against / 'runs.parquet'}", file=sys.stderr)
+        return 2
     progress = grid_progress(out)
     path = out / "runs.parquet"
     runs = _merge(pd.read_parquet(path) if path.exists() else None, finished_runs(out))
@@ -440,6 +468,10 @@ def render(out: Path) -> int:
     figure_3a(out, runs)
     walls = runs[runs["status"] == "DONE"].groupby(["n", "method"])["wall_s"].agg(["sum", "mean", "count"])
     print(text)
+    if against is not None:
+        compared = versus(runs, pd.read_parquet(against / "runs.parquet"), str(out), str(against))
+        atomic_write(out / "versus.md", lambda tmp: tmp.write_text(compared))
+        print(compared)
     print("wall time per method (s): total, mean per run, runs\n" + walls.round(1).to_string())
     print(f"all runs: {runs['wall_s'].sum():.0f} s")
     return 0

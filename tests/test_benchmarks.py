@@ -54,6 +54,9 @@ def test_table1_selects_on_validation_runs_every_method_and_resumes(blobs_npz, t
     assert len(ablated) == 4 and (ablated["status"] == "DONE").all()
     config = json.loads((ablation / "n60" / "distn-s0" / "summary.json").read_text())["config"]
     assert config["unlabeled"] == 40 and config["distn_p"] == best["overrides"]["distn_p"]
+    assert table1.main(["--report-only", "--out", str(ablation), "--versus", str(out)]) == 0
+    assert "| 60 | distn | 2 |" in (ablation / "versus.md").read_text()
+    assert table1.main(["--report-only", "--out", str(ablation), "--versus", str(tmp_path)]) == 2
     assert table1.main(["--reuse", str(tmp_path), "--out", str(tmp_path / "y")]) == 2
     assert "selection.json" in capsys.readouterr().err and not (tmp_path / "y").exists()
     # committed without weights and moved elsewhere, the results still render
@@ -140,3 +143,15 @@ def test_targets_compare_methods_on_the_seeds_they_all_have():
     assert "kdgan 85.00 vs target 88.5: NOT met" in lines
     # distn: 84 over seeds 0-1 (89 over 0-2, which would put it above kdgan)
     assert "kdgan above every baseline: yes" in lines
+
+
+def test_versus_pairs_the_seeds_both_benchmarks_have():
+    def runs(rows):
+        return pd.DataFrame([{"method": m, "n": 100, "seed": s, "status": "DONE", "test_acc": a}
+                             for m, s, a in rows])
+    here = runs([("distn", 0, 0.90), ("distn", 1, 0.92), ("distn", 2, 0.99), ("kdgan", 0, 0.91)])
+    there = runs([("distn", 0, 0.88), ("distn", 1, 0.89), ("kdgan", 1, 0.80)])
+    text = table1.versus(here, there, "with", "without")
+    # distn: seeds 0 and 1 only (seed 2 is not in `there`); differences 2 and 3 points
+    assert "| 100 | distn | 2 | 91.00 | 88.50 | +2.50 +- 0.71 |" in text
+    assert "kdgan" not in text.split("\n\n")[0]  # no seed in common
