@@ -376,10 +376,14 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(base, args.out, args.smoke, args.reuse / "pretrain" if args.reuse else None)
     t0 = time.perf_counter()
     try:
-        if reused is not None:
+        if reused is not None:  # an invocation for fewer methods keeps the others', as select()
             chosen = reused
-            text = json.dumps({"chosen": chosen, "grid": {}, "reused_from": str(args.reuse)}, indent=2)
-            atomic_write(args.out / "selection.json", lambda tmp: tmp.write_text(text))
+            path = args.out / "selection.json"
+            saved = json.loads(path.read_text()) if path.exists() else {"chosen": {}, "grid": {}}
+            saved["chosen"].update(chosen)
+            saved["reused_from"] = str(args.reuse)
+            text = json.dumps(saved, indent=2)
+            atomic_write(path, lambda tmp: tmp.write_text(text))
         else:
             chosen = select(bench, args.methods, select_n, select_seeds)
         previous = args.out / "runs.parquet"

@@ -54,6 +54,10 @@ def test_table1_selects_on_validation_runs_every_method_and_resumes(blobs_npz, t
     assert len(ablated) == 4 and (ablated["status"] == "DONE").all()
     config = json.loads((ablation / "n60" / "distn-s0" / "summary.json").read_text())["config"]
     assert config["unlabeled"] == 40 and config["distn_p"] == best["overrides"]["distn_p"]
+    assert table1.main(argv[:8] + ["--methods", "supervised", "--set", "unlabeled=40", "--reuse",
+                                   str(out), "--out", str(ablation), *TINY_SET]) == 0
+    assert set(json.loads((ablation / "selection.json").read_text())["chosen"]) == {
+        "distn", "kdgan", "supervised"}  # a second invocation keeps the first one's choices
     assert table1.main(["--report-only", "--out", str(ablation), "--versus", str(out)]) == 0
     assert "| 60 | distn | 2 |" in (ablation / "versus.md").read_text()
     assert table1.main(["--report-only", "--out", str(ablation), "--versus", str(tmp_path)]) == 2
