@@ -45,8 +45,9 @@ def test_outputs_of_a_run(blobs_npz, tmp_path):
     assert set(state["game"]["optimizers"]) == {"cls", "tch", "dis"} and state["epoch"] == 3
 
 
-def test_resume_equals_an_uninterrupted_run(blobs_npz, tmp_path, monkeypatch):
-    cfg = _cfg(blobs_npz, epochs=4)
+@pytest.mark.parametrize("unlabeled", [0, 100])
+def test_resume_equals_an_uninterrupted_run(blobs_npz, tmp_path, monkeypatch, unlabeled):
+    cfg = _cfg(blobs_npz, epochs=4, unlabeled=unlabeled)
     train_mod.train(cfg, tmp_path / "straight", quiet=True)
 
     calls = {"n": 0}
