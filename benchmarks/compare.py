@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmarks import write_runs, write_text
 from kdgan.config import METHODS, Config, ConfigError, parse_overrides
-from kdgan.run import atomic_write
 from kdgan.train import train
 
 
@@ -95,9 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     runs = run_all(args.methods, args.seeds, base, args.out)
-    atomic_write(args.out / "runs.parquet", lambda tmp: runs.to_parquet(tmp, index=False))
+    write_runs(args.out, runs)
     text = table(runs)
-    atomic_write(args.out / "table.md", lambda tmp: tmp.write_text(text))
+    write_text(args.out / "table.md", text)
     print("\n" + text)
     print(f"runs: {args.out / 'runs.parquet'}; table: {args.out / 'table.md'}")
     return 0

@@ -46,10 +46,10 @@ import pandas as pd
 from analysis.load import resolve_run_dir
 from analysis.plots import curves
 from analysis.tables import PAPER_TABLE1_MNIST
+from benchmarks import write_runs, write_text
 from kdgan.config import METHODS, Config, ConfigError, parse_overrides
 from kdgan.data import DataError
 from kdgan.game import NonFiniteLossError
-from kdgan.run import atomic_write
 from kdgan.train import train
 
 TABLE_METHODS = ("teacher", "supervised", "mimic", "distn", "noisy", "codis", "nagan",
@@ -185,13 +185,21 @@ def select(bench: Bench, methods: list[str], n: int, seeds: list[int]) -> dict[s
         chosen[method] = best[1]
         print(f"-- {method}: selected {tag(best[1])} (mean val {100 * best[0]:.2f} over seeds "
               f"{seeds} at n={n})", flush=True)
-    path = bench.out / "selection.json"  # an invocation for fewer methods keeps the others'
+    save_selection(bench.out, chosen, report)
+    return chosen
+
+
+def save_selection(out: Path, chosen: dict[str, dict], grid: dict[str, list],
+                   reused_from: Path | None = None) -> None:
+    """OUT/selection.json: the chosen overrides per method and the grid's scores. An
+    invocation for fewer methods keeps the other methods' entries."""
+    path = out / "selection.json"
     saved = json.loads(path.read_text()) if path.exists() else {"chosen": {}, "grid": {}}
     saved["chosen"].update(chosen)
-    saved["grid"].update(report)
-    text = json.dumps(saved, indent=2)
-    atomic_write(path, lambda tmp: tmp.write_text(text))
-    return chosen
+    saved["grid"].update(grid)
+    if reused_from is not None:
+        saved["reused_from"] = str(reused_from)
+    write_text(path, json.dumps(saved, indent=2))
 
 
 def reused_selection(source: Path, methods: list[str]) -> dict[str, dict]:
@@ -321,7 +329,7 @@ def figure_3a(out: Path, runs: pd.DataFrame) -> None:
     lines += ["", "Means over seeds. A final accuracy far below the best one means the run collapsed: "
               "its 'epoch reaching 99% of final' says nothing about convergence."]
     text = "\n".join(lines) + "\n"
-    atomic_write(out / "plateau.md", lambda tmp: tmp.write_text(text))
+    write_text(out / "plateau.md", text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -376,14 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(base, args.out, args.smoke, args.reuse / "pretrain" if args.reuse else None)
     t0 = time.perf_counter()
     try:
-        if reused is not None:  # an invocation for fewer methods keeps the others', as select()
+        if reused is not None:
             chosen = reused
-            path = args.out / "selection.json"
-            saved = json.loads(path.read_text()) if path.exists() else {"chosen": {}, "grid": {}}
-            saved["chosen"].update(chosen)
-            saved["reused_from"] = str(args.reuse)
-            text = json.dumps(saved, indent=2)
-            atomic_write(path, lambda tmp: tmp.write_text(text))
+            save_selection(args.out, chosen, {}, args.reuse)
         else:
             chosen = select(bench, args.methods, select_n, select_seeds)
         previous = args.out / "runs.parquet"
@@ -398,9 +401,9 @@ def main(argv: list[str] | None = None) -> int:
                         run_dir = selected  # the selection already ran this very config
                     rows.append(bench.run(method, n, seed, chosen[method], run_dir))
                     runs = _merge(earlier, pd.DataFrame(rows))
-                    atomic_write(previous, lambda tmp: runs.to_parquet(tmp, index=False))
+                    write_runs(args.out, runs)
                     text = table(runs, [m for m in TABLE_METHODS if m in set(runs["method"])])
-                    atomic_write(args.out / "table.md", lambda tmp: tmp.write_text(text))
+                    write_text(args.out / "table.md", text)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -426,7 +429,7 @@ def grid_progress(out: Path) -> str:
     lines = ["| n | method | grid point | seeds done | mean val acc |", "|---|---|---|---|---|"]
     lines += [f"| {n} | {m} | {p} | {len(v)} | {v.mean():.2f} |" for (n, m, p), v in g]
     text = "\n".join(lines) + "\n"
-    atomic_write(out / "select.md", lambda tmp: tmp.write_text(text))
+    write_text(out / "select.md", text)
     return text
 
 
@@ -466,15 +469,15 @@ def render(out: Path, against: Path | None = None) -> int:
             return 0
         print(f"error: {out}: no finished runs (run the benchmark first)", file=sys.stderr)
         return 2
-    atomic_write(path, lambda tmp: runs.to_parquet(tmp, index=False))
+    write_runs(out, runs)
     text = table(runs, [m for m in TABLE_METHODS if m in set(runs["method"])])
-    atomic_write(out / "table.md", lambda tmp: tmp.write_text(text))
+    write_text(out / "table.md", text)
     figure_3a(out, runs)
     walls = runs[runs["status"] == "DONE"].groupby(["n", "method"])["wall_s"].agg(["sum", "mean", "count"])
     print(text)
     if against is not None:
         compared = versus(runs, pd.read_parquet(against / "runs.parquet"), str(out), str(against))
-        atomic_write(out / "versus.md", lambda tmp: tmp.write_text(compared))
+        write_text(out / "versus.md", compared)
         print(compared)
     print("wall time per method (s): total, mean per run, runs\n" + walls.round(1).to_string())
     print(f"all runs: {runs['wall_s'].sum():.0f} s")

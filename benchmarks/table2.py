@@ -28,12 +28,12 @@ import pandas as pd
 import torch
 
 from analysis.tables import tag_table, tag_to_markdown
+from benchmarks import write_runs, write_text
 from kdgan import tags
 from kdgan.config import METHODS, Config, ConfigError, parse_overrides
 from kdgan.data import DataError
 from kdgan.game import NonFiniteLossError
 from kdgan.metrics import ranking_metrics
-from kdgan.run import atomic_write
 from kdgan.train import train
 
 TABLE_METHODS = ("knn", "supervised", "distn", "nagan", "kdgan", "teacher")
@@ -71,7 +71,7 @@ def run_one(method: str, label_set: str, path: str, seed: int, base: dict, out: 
             if method == "knn":  # no training: the config gives the data, n and seed
                 summary = knn_run(cfg)
                 run_dir.mkdir(parents=True, exist_ok=True)
-                atomic_write(summary_file, lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
+                write_text(summary_file, json.dumps(summary, indent=2))
             else:
                 summary = train(cfg, run_dir, quiet=True)
         except NonFiniteLossError as e:
@@ -159,9 +159,9 @@ def main(argv: list[str] | None = None) -> int:
             for method in args.methods:
                 rows.append(run_one(method, label_set, path, seed, base, args.out))
                 runs = pd.DataFrame(rows)
-                atomic_write(args.out / "runs.parquet", lambda tmp: runs.to_parquet(tmp, index=False))
+                write_runs(args.out, runs)
     text = tag_to_markdown(tag_table(runs)) + "\n" + "\n".join(verdicts(runs)) + "\n"
-    atomic_write(args.out / "table.md", lambda tmp: tmp.write_text(text))
+    write_text(args.out / "table.md", text)
     print("\n" + text)
     print(f"{time.perf_counter() - t0:.0f}s; runs: {args.out / 'runs.parquet'}; table: {args.out / 'table.md'}")
     return 0

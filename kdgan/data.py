@@ -143,19 +143,10 @@ def load(cfg: Config) -> Data:
 
 def build(arrays: dict[str, np.ndarray], n: int, seed: int, source: str,
           unlabeled: int = 0) -> Data:
-    """Turn validated arrays (pool, val, test; optional privileged) into `Data`.
-
-    The n training examples are the first n of a permutation of the pool drawn with `seed`,
-    the `unlabeled` ones the next (so they never overlap, and a run with more unlabelled
-    examples sees the same labelled ones)."""
+    """Turn validated arrays (pool, val, test; optional privileged) into `Data`, with the
+    training and unlabelled subsets of `draw_subsets`."""
     pool = len(arrays["y_pool"])
-    if n > pool:
-        raise ConfigError(f"n={n}: larger than the training pool of {pool} examples in {source}")
-    if n + unlabeled > pool:
-        raise ConfigError(f"unlabeled={unlabeled}: n + unlabeled = {n + unlabeled} is larger "
-                          f"than the training pool of {pool} examples in {source}")
-    perm = np.random.default_rng(seed).permutation(pool)
-    indices = np.sort(perm[:n])
+    indices, unlabeled_indices = draw_subsets(pool, n, unlabeled, seed, source)
     labels = np.concatenate([arrays["y_pool"], arrays["y_val"], arrays["y_test"]])
     num_classes = int(labels.max()) + 1
 
@@ -169,10 +160,24 @@ def build(arrays: dict[str, np.ndarray], n: int, seed: int, source: str,
 
     extra = None
     if unlabeled:
-        extra = split("pool", np.sort(perm[n:n + unlabeled]))
+        extra = split("pool", unlabeled_indices)
         extra.y = torch.full_like(extra.y, UNLABELED)
     return Data(split("pool", indices), split("val"), split("test"), num_classes,
                 indices, pool, source, extra)
+
+
+def draw_subsets(pool: int, n: int, unlabeled: int, seed: int,
+                 source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted pool positions of the n labelled and the `unlabeled` unlabelled examples: the
+    first n and the next `unlabeled` of a permutation drawn with `seed`, so they never
+    overlap and a run with more unlabelled examples sees the same labelled ones."""
+    if n > pool:
+        raise ConfigError(f"n={n}: larger than the training pool of {pool} examples in {source}")
+    if n + unlabeled > pool:
+        raise ConfigError(f"unlabeled={unlabeled}: n + unlabeled = {n + unlabeled} is larger "
+                          f"than the training pool of {pool} examples in {source}")
+    perm = np.random.default_rng(seed).permutation(pool)
+    return np.sort(perm[:n]), np.sort(perm[n:n + unlabeled])
 
 
 def _load_arrays(dataset: str, val_size: int) -> tuple[dict[str, np.ndarray], str]:

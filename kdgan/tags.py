@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from kdgan.config import Config, ConfigError
-from kdgan.data import Data, DataError, Split, TextInput
+from kdgan.data import Data, DataError, Split, TextInput, draw_subsets
 
 FORMAT = "kdgan-tags/1"
 MAX_TOKENS = 48      # tokens kept per text (the rest is cut)
@@ -240,13 +240,7 @@ def load(cfg: Config) -> Data:
                         "kdgan.tags build-yfcc ...` (YFCC100M) or `python -m kdgan.tags synth "
                         f"--out {cfg.dataset}` (synthetic)")
     p = _prepare(path, cfg.val_size, path.stat().st_mtime_ns)
-    if cfg.n > len(p.pool):
-        raise ConfigError(f"n={cfg.n}: larger than the training pool of {len(p.pool)} images in {path}")
-    if cfg.n + cfg.unlabeled > len(p.pool):
-        raise ConfigError(f"unlabeled={cfg.unlabeled}: n + unlabeled = {cfg.n + cfg.unlabeled} is "
-                          f"larger than the training pool of {len(p.pool)} images in {path}")
-    perm = np.random.default_rng(cfg.seed).permutation(len(p.pool))
-    take = np.sort(perm[:cfg.n])
+    take, untagged = draw_subsets(len(p.pool), cfg.n, cfg.unlabeled, cfg.seed, str(path))
 
     def split(rows: np.ndarray) -> Split:
         x = torch.from_numpy(np.ascontiguousarray(p.collection.features[rows]))
@@ -255,7 +249,7 @@ def load(cfg: Config) -> Data:
 
     extra = None
     if cfg.unlabeled:  # their text is there, their tags are not (all-zero label rows)
-        extra = split(p.pool[np.sort(perm[cfg.n:cfg.n + cfg.unlabeled])])
+        extra = split(p.pool[untagged])
         extra.y = torch.zeros_like(extra.y)
     return Data(split(p.pool[take]), split(p.val), split(p.test), len(p.collection.labels), take,
                 len(p.pool), str(path), extra)
