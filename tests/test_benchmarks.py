@@ -88,19 +88,39 @@ def test_plateau_epoch_is_where_99_percent_of_the_final_accuracy_is_reached():
     assert p.iloc[0]["epoch_mean"] == 4
 
 
-def test_table2_on_a_small_synthetic_collection(tmp_path):
+def test_table2_selects_on_validation_and_resumes(tmp_path, capsys):
     path = tags.write(tmp_path / "c.parquet", tags.synthesize(n_train=200, n_val=60, n_test=60,
                                                               num_labels=8, dim=16))
     out = tmp_path / "t2"
-    assert table2.main(["--collection", f"syn={path}", "--seeds", "0", "--smoke", "--methods",
-                        "knn", "supervised", "kdgan", "teacher", "--set", "n=100",
-                        "--set", "cls_arch=mlp-small", "--out", str(out)]) == 0
+    argv = ["--collection", f"syn={path}", "--seeds", "0", "1", "--select-seeds", "0", "--smoke",
+            "--methods", "knn", "supervised", "kdgan", "teacher", "--set", "n=100",
+            "--set", "cls_arch=mlp-small", "--out", str(out)]
+    assert table2.main(argv) == 0
     runs = pd.read_parquet(out / "runs.parquet")
     assert set(runs["method"]) == {"knn", "supervised", "kdgan", "teacher"}
-    assert runs[[f"test_{m}" for m in table2.RANKING]].notna().all().all()
+    assert len(runs) == 8 and runs[[f"test_{m}" for m in table2.RANKING]].notna().all().all()
+    selection = json.loads((out / "selection.json").read_text())
+    for method in ("supervised", "kdgan"):
+        grid = selection["grid"]["syn"][method]
+        assert [g["overrides"] for g in grid] == table2.GRID[method]
+        best = max(grid, key=lambda g: g["val_p@1_mean"])  # chosen on validation, seed 0 only
+        assert selection["chosen"]["syn"][method] == best["overrides"]
+        chosen = runs[runs["method"] == method]
+        assert set(chosen["overrides"]) == {json.dumps(best["overrides"], sort_keys=True)}
+        config = json.loads((table2.run_dir(out, "syn", method, 1, best["overrides"])
+                             / "summary.json").read_text())["config"]
+        assert all(config[k] == v for k, v in best["overrides"].items())
+    # every grid point ran on the selection seed only; seed 1 only for the chosen point
+    assert len(list((out / "syn").glob("kdgan*-s0"))) == len(table2.GRID["kdgan"])
+    assert len(list((out / "syn").glob("kdgan*-s1"))) == 1
+    assert "| syn | kdgan |" in (out / "select.md").read_text()
     text = (out / "table.md").read_text()
-    assert "**syn**" in text and "| knn | 1 |" in text
+    assert "**syn**" in text and "| knn | 2 |" in text
     assert "the teacher (image + text) beats C alone" in text
+    capsys.readouterr()
+    assert table2.main(argv) == 0  # everything is read back, nothing runs again
+    assert "== " not in capsys.readouterr().out
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "runs.parquet"), runs)
     assert table2.main(["--collection", "nope", "--out", str(out)]) == 2
 
 
@@ -159,3 +179,11 @@ def test_versus_pairs_the_seeds_both_benchmarks_have():
     # distn: seeds 0 and 1 only (seed 2 is not in `there`); differences 2 and 3 points
     assert "| 100 | distn | 2 | 91.00 | 88.50 | +2.50 +- 0.71 |" in text
     assert "kdgan" not in text.split("\n\n")[0]  # no seed in common
+
+
+def test_table2_states_the_synthetic_collections_ceilings(tmp_path):
+    path = tags.write(tmp_path / "s.parquet", tags.synthesize())
+    image, text = table2.ceiling(str(path))
+    assert "C's ideal" in image and "T's ideal" in text
+    map_of = [float(line.split("MAP ")[1].split(",")[0]) for line in (image, text)]
+    assert 0.3 < map_of[0] < map_of[1] <= 1.0  # the text can only help the posterior
