@@ -256,6 +256,13 @@ def load(cfg: Config) -> Data:
                 len(p.pool), str(path), extra)
 
 
+def pool_rows(cfg: Config) -> np.ndarray:
+    """The collection's rows that make up the training pool of `cfg` (Data.train_indices
+    and the unlabelled subset are positions in it)."""
+    path = Path(cfg.dataset).expanduser()
+    return _prepare(path, cfg.val_size, path.stat().st_mtime_ns).pool
+
+
 def relevant(split: Split) -> torch.Tensor:
     """(N, K) boolean tags of a multi-label split."""
     return split.y > 0

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pandas as pd
+import pytest
 
-from benchmarks import table1, table2
+from benchmarks import distill_room, table1, table2
 from kdgan import tags
+from kdgan.config import Config, ConfigError
+from kdgan.train import train
 
 TINY_SET = ["--set", "cls_arch=mlp-small", "--set", "dis_arch=mlp-small", "--set", "batch_size=20",
             "--set", "cls_steps=2", "--set", "tch_steps=1", "--set", "dis_steps=1"]
@@ -187,3 +191,33 @@ def test_table2_states_the_synthetic_collections_ceilings(tmp_path):
     assert "C's ideal" in image and "T's ideal" in text
     map_of = [float(line.split("MAP ")[1].split(",")[0]) for line in (image, text)]
     assert 0.3 < map_of[0] < map_of[1] <= 1.0  # the text can only help the posterior
+
+
+def test_fold_ids_cut_a_seeded_permutation_into_equal_folds():
+    ids = distill_room.fold_ids(103, 5, seed=1)
+    assert sorted(np.bincount(ids)) == [20, 20, 21, 21, 21]
+    assert np.array_equal(ids, distill_room.fold_ids(103, 5, seed=1))
+    assert not np.array_equal(ids, distill_room.fold_ids(103, 5, seed=2))
+    with pytest.raises(ConfigError, match="--folds 1"):
+        distill_room.fold_ids(103, 1, seed=1)
+
+
+def test_distill_room_trains_a_student_on_each_target(tmp_path):
+    gen = dict(n_train=200, n_val=60, n_test=60, num_labels=8, dim=16)
+    path = tags.write(tmp_path / "c.parquet", tags.synthesize(**gen))
+    cfg = Config.from_dict({"dataset": str(path), "method": "kdgan", "n": 120, "seed": 1,
+                            "pretrain_epochs": 40, "dis_pretrain_epochs": 1, "epochs": 1,
+                            "cls_arch": "mlp-small"})
+    run_dir = tmp_path / "run"
+    train(cfg, run_dir, quiet=True)
+    rows = pd.DataFrame(distill_room.room(run_dir, epochs=2, folds=2, generator=gen))
+    assert list(rows["target"]) == list(distill_room.TARGETS)
+    mass = rows.set_index("target")["train_tag_mass"]
+    assert mass["tags"] == pytest.approx(1.0)
+    assert mass["ideal teacher"] < 0.99  # the generator knows the tags are incomplete
+    # the teacher fitted to these images memorised their tags; teachers that never saw an
+    # image (half the out-of-fold target) put far less on them
+    assert mass["teacher"] > 0.9 and 2 * (mass["teacher, out of fold"] - 0.5) < mass["teacher"] - 0.2
+    assert rows[[f"test_{m}" for m in distill_room.RANKING]].apply(lambda c: c.between(0, 1)).all().all()
+    assert "| ideal teacher | 1 |" in distill_room.markdown(rows)
+    assert distill_room.main([str(tmp_path / "missing")]) == 2

@@ -1,0 +1,204 @@
+"""How much can a teacher give the classifier on the synthetic collection?
+
+    python -m benchmarks.distill_room results/table2-synthetic/synthetic/kdgan-s0 \\
+        results/table2-synthetic/synthetic/kdgan-s1 results/table2-synthetic/synthetic/kdgan-s2 \\
+        --threads 1 --out results/distill-room
+
+Distillation trains the classifier on a teacher's distribution over the tags of the n
+training images. This trains a fresh classifier (the run's architecture, dropout and
+initialisation) on each kind of target for those same images, with one protocol for all
+(`--epochs` passes of Adam at the run's pretraining rate, the pass of best validation MAP),
+and reports its test metrics:
+
+- tags: the images' label distributions (uniform over the tags): supervised training;
+- teacher: the run's pretrained teacher (image + text), what KDGAN and DISTN distil;
+- teacher, out of fold: `--folds` teachers pretrained like it, each on the other folds, each
+  image's distribution from the one that never saw it (no memorised tags), mixed half and
+  half with the tags (on its own it is worse than the tags);
+- ideal teacher: the generator's posterior P(tag | features, text), what a perfect
+  text-reading teacher would say (kdgan.tags.synthetic_posterior);
+- ideal classifier: the generator's posterior P(tag | features), the classifier's own
+  ideal, as a target.
+
+The gap between "tags" and "ideal teacher" is the room that privileged text leaves for
+distillation on these images; "teacher" and "teacher, out of fold" are what learned
+teachers fill of it. Needs runs on a collection made by `kdgan.tags.synthesize` with its
+defaults (as `python -m benchmarks.table2 --synthetic` writes). Prints a Markdown table and
+writes OUT/room.md and OUT/room.parquet (a row per run and target).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from benchmarks import write_text
+from kdgan import tags
+from kdgan.config import Config, ConfigError
+from kdgan.data import Data, DataError, Split
+from kdgan.game import Game
+from kdgan.metrics import ranking_metrics
+from kdgan.run import Run, atomic_write
+
+RANKING = ("p@3", "p@5", "f@3", "f@5", "map", "mrr")
+TARGETS = ("tags", "teacher", "teacher, out of fold", "ideal teacher", "ideal classifier")
+
+
+def fold_ids(n: int, folds: int, seed: int) -> np.ndarray:
+    """Each of n rows' fold in [0, folds): a seeded permutation cut into near-equal parts."""
+    if not 2 <= folds <= n:
+        raise ConfigError(f"--folds {folds}: expected 2 to n = {n}")
+    ids = np.empty(n, np.int64)
+    ids[np.random.default_rng(seed).permutation(n)] = np.arange(n) % folds
+    return ids
+
+
+def softmax_of(model: torch.nn.Module, inputs) -> torch.Tensor:  # noqa: ANN001
+    model.eval()
+    with torch.no_grad():
+        return F.softmax(model(inputs), dim=-1)
+
+
+def out_of_fold(cfg: Config, data: Data, folds: int, device: torch.device) -> torch.Tensor:
+    """(n, K): each training image's distribution from a teacher pretrained (as the run's
+    teacher: same settings and seed) on the other folds only."""
+    ids = torch.from_numpy(fold_ids(len(data.train), folds, cfg.seed))
+    out = torch.zeros_like(data.train.y)
+    for j in range(folds):
+        fit, held = torch.where(ids != j)[0], torch.where(ids == j)[0]
+        t = data.train
+        part = Data(Split(t.x[fit], t.y[fit], t.xp[fit]), data.val, data.test, data.num_classes,
+                    data.train_indices[fit.numpy()], data.pool_size, data.source)
+        game = Game(cfg, part, device)
+        game.pretrain_player("tch")
+        out[held] = softmax_of(game.players["tch"], t.xp[held])
+    return out
+
+
+def train_student(cfg: Config, data: Data, target: torch.Tensor, epochs: int,
+                  device: torch.device) -> dict:
+    """A fresh classifier (the run's, same initialisation) on soft targets for the training
+    images; test metrics at the pass of best validation MAP."""
+    game = Game(cfg.replace(method="supervised"), data, device)  # builds C as the run does
+    model = game.players["cls"]
+    torch.manual_seed(cfg.seed)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.pretrain_lr)
+    target = target / target.sum(dim=1, keepdim=True)
+    val_rel, test_rel = tags.relevant(data.val), tags.relevant(data.test)
+    best: dict = {"val_map": -1.0}
+    for epoch in range(1, epochs + 1):
+        model.train()
+        for index in torch.randperm(len(target)).split(cfg.batch_size):
+            loss = -(target[index] * F.log_softmax(model(data.train.x[index]), -1)).sum(-1).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        val_map = ranking_metrics(softmax_of(model, data.val.x), val_rel)["map"]
+        if val_map > best["val_map"]:
+            test = ranking_metrics(softmax_of(model, data.test.x), test_rel)
+            best = {"val_map": val_map, "epoch": epoch, **{f"test_{m}": test[m] for m in RANKING}}
+    return best
+
+
+def room(run_dir: Path, epochs: int = 60, folds: int = 5, threads: int = 0,
+         generator: dict | None = None) -> list[dict]:
+    """A row per target for one finished run (its summary.json gives the configuration;
+    its pretrained teacher comes from the run's pretraining cache, or is pretrained again)."""
+    summary_file = run_dir / "summary.json"
+    if not summary_file.exists():
+        raise DataError(f"{run_dir}: no summary.json (expected a finished run directory)")
+    summary = json.loads(summary_file.read_text())
+    if "config" not in summary:
+        raise DataError(f"{summary_file}: no 'config' (expected a kdgan.train run, not e.g. knn)")
+    cfg = Config.from_dict({**summary["config"], "threads": threads})
+    collection = tags.read(cfg.dataset)  # before any training: a wrong file fails here
+    run = Run(cfg.replace(method="distn"))  # a method with C and T: its pretrained teacher
+    run.pretrain()
+    data, device = run.data, run.device
+    train_rows = tags.pool_rows(cfg)[data.train_indices]
+    posterior = {use_text: tags.synthetic_posterior(collection, train_rows, use_text, **(generator or {}))
+                 for use_text in (True, False)}
+    if not np.allclose(collection.features[train_rows], data.train.x.cpu().numpy()):
+        raise DataError(f"{run_dir}: the training rows of {cfg.dataset} do not match the run's")
+    y = data.train.y
+    t0 = time.perf_counter()
+    targets = {
+        "tags": y,
+        "teacher": softmax_of(run.game.players["tch"], data.train.xp),
+        "teacher, out of fold": 0.5 * out_of_fold(cfg, data, folds, device) + 0.5 * y / y.sum(1, keepdim=True),
+        "ideal teacher": torch.tensor(posterior[True], dtype=y.dtype, device=y.device),
+        "ideal classifier": torch.tensor(posterior[False], dtype=y.dtype, device=y.device),
+    }
+    out = []
+    for name, target in targets.items():
+        r = train_student(cfg, data, target, epochs, device)
+        mass = float((target / target.sum(1, keepdim=True) * (y > 0)).sum(1).mean())
+        out.append({"run": str(run_dir), "seed": cfg.seed, "target": name,
+                    "train_tag_mass": mass, **r})
+        print(f"   {run_dir} {name}: test MAP {r['test_map']:.4f} (val MAP {r['val_map']:.4f}, "
+              f"pass {r['epoch']}), target mass on the tags {mass:.3f}", flush=True)
+    print(f"   {run_dir}: {time.perf_counter() - t0:.0f}s", flush=True)
+    return out
+
+
+def markdown(df: pd.DataFrame) -> str:
+    lines = ["| target | runs | mass on the tags | " + " | ".join(m.upper() for m in RANKING)
+             + " | MAP - tags |", "|---|---|---|" + "---|" * (len(RANKING) + 1)]
+    ref = df[df["target"] == "tags"].set_index("run")["test_map"]
+    for name in TARGETS:
+        g = df[df["target"] == name]
+        if g.empty:
+            continue
+        cells = [f"{g[f'test_{m}'].mean():.4f} +- {g[f'test_{m}'].std(ddof=1) if len(g) > 1 else 0:.4f}"
+                 for m in RANKING]
+        diff = g.set_index("run")["test_map"] - ref
+        lines.append(f"| {name} | {len(g)} | {g['train_tag_mass'].mean():.3f} | " + " | ".join(cells)
+                     + f" | {diff.mean():+.4f} |")
+    lines += ["", "Test metrics of a fresh classifier trained on each target for the run's n "
+              "training images, at its pass of best validation MAP; mean +- std over runs. "
+              "'mass on the tags': the target's mean probability on the observed tags."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.distill_room", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", type=Path, help="finished run directories (summary.json)")
+    p.add_argument("--epochs", type=int, default=60, help="passes of each student (default 60)")
+    p.add_argument("--folds", type=int, default=5, help="out-of-fold teachers (default 5)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--out", type=Path, default=None, help="write OUT/room.md and OUT/room.parquet")
+    args = p.parse_args(argv)
+    if args.epochs < 1:
+        print(f"error: --epochs {args.epochs}: expected >= 1", file=sys.stderr)
+        return 2
+    rows = []
+    try:
+        for run_dir in args.runs:
+            if not (run_dir / "summary.json").exists():
+                raise DataError(f"{run_dir}: no summary.json (expected a finished run directory)")
+        for run_dir in args.runs:
+            rows += room(run_dir, args.epochs, args.folds, args.threads)
+    except (ConfigError, DataError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    df = pd.DataFrame(rows)
+    text = markdown(df)
+    print("\n" + text)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        atomic_write(args.out / "room.parquet", lambda tmp: df.to_parquet(tmp, index=False))
+        write_text(args.out / "room.md", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
