@@ -3,10 +3,13 @@ run) and OUT/table.md, atomically, so partial results are always readable."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
 
+from kdgan.config import Config
+from kdgan.data import DataError
 from kdgan.run import atomic_write
 
 
@@ -21,3 +24,14 @@ def write_text(path: Path, text: str) -> Path:
     """A Markdown (or JSON) output, written atomically."""
     atomic_write(path, lambda tmp: tmp.write_text(text))
     return path
+
+
+def run_config(run_dir: Path, threads: int = 0) -> Config:
+    """The configuration of a finished kdgan.train run (RUN_DIR/summary.json), with `threads`."""
+    summary_file = Path(run_dir) / "summary.json"
+    if not summary_file.exists():
+        raise DataError(f"{run_dir}: no summary.json (expected a finished run directory)")
+    summary = json.loads(summary_file.read_text())
+    if "config" not in summary:
+        raise DataError(f"{summary_file}: no 'config' (expected a kdgan.train run, not e.g. knn)")
+    return Config.from_dict({**summary["config"], "threads": threads})

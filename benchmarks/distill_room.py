@@ -30,7 +30,6 @@ writes OUT/room.md and OUT/room.parquet (a row per run and target).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -40,7 +39,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from benchmarks import write_text
+from benchmarks import run_config, write_text
 from kdgan import tags
 from kdgan.config import Config, ConfigError
 from kdgan.data import Data, DataError, Split
@@ -112,13 +111,7 @@ def room(run_dir: Path, epochs: int = 60, folds: int = 5, threads: int = 0,
          generator: dict | None = None) -> list[dict]:
     """A row per target for one finished run (its summary.json gives the configuration;
     its pretrained teacher comes from the run's pretraining cache, or is pretrained again)."""
-    summary_file = run_dir / "summary.json"
-    if not summary_file.exists():
-        raise DataError(f"{run_dir}: no summary.json (expected a finished run directory)")
-    summary = json.loads(summary_file.read_text())
-    if "config" not in summary:
-        raise DataError(f"{summary_file}: no 'config' (expected a kdgan.train run, not e.g. knn)")
-    cfg = Config.from_dict({**summary["config"], "threads": threads})
+    cfg = run_config(run_dir, threads)
     collection = tags.read(cfg.dataset)  # before any training: a wrong file fails here
     run = Run(cfg.replace(method="distn"))  # a method with C and T: its pretrained teacher
     run.pretrain()

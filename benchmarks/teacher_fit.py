@@ -16,13 +16,13 @@ mass far below it has memorised its training labels.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
 
-from kdgan.config import Config, ConfigError
+from benchmarks import run_config
+from kdgan.config import ConfigError
 from kdgan.data import DataError, Split
 from kdgan.run import Run
 
@@ -43,13 +43,7 @@ def label_mass(model: torch.nn.Module, inputs, split: Split, batch: int = 1000) 
 
 
 def fit_report(run_dir: Path, threads: int = 0) -> list[dict]:
-    summary_file = run_dir / "summary.json"
-    if not summary_file.exists():
-        raise DataError(f"{run_dir}: no summary.json (expected a finished run directory)")
-    summary = json.loads(summary_file.read_text())
-    if "config" not in summary:
-        raise DataError(f"{summary_file}: no 'config' (expected a kdgan.train run, not e.g. knn)")
-    cfg = Config.from_dict({**summary["config"], "threads": threads})
+    cfg = run_config(run_dir, threads)
     run = Run(cfg)
     run.pretrain()
     game, data = run.game, run.data
