@@ -13,8 +13,8 @@ and reports its test metrics:
 - tags: the images' label distributions (uniform over the tags): supervised training;
 - teacher: the run's pretrained teacher (image + text), what KDGAN and DISTN distil;
 - teacher, out of fold: `--folds` teachers pretrained like it, each on the other folds, each
-  image's distribution from the one that never saw it (no memorised tags), mixed half and
-  half with the tags (on its own it is worse than the tags);
+  image's distribution from the one that never saw its tags (`--set tch_folds=K` in a run),
+  mixed half and half with the tags (on its own it is worse than the tags);
 - ideal teacher: the generator's posterior P(tag | features, text), what a perfect
   text-reading teacher would say (kdgan.tags.synthetic_posterior);
 - ideal classifier: the generator's posterior P(tag | features), the classifier's own
@@ -42,22 +42,13 @@ import torch.nn.functional as F
 from benchmarks import run_config, write_text
 from kdgan import tags
 from kdgan.config import Config, ConfigError
-from kdgan.data import Data, DataError, Split
+from kdgan.data import Data, DataError
 from kdgan.game import Game
 from kdgan.metrics import ranking_metrics
 from kdgan.run import Run, atomic_write
 
 RANKING = ("p@3", "p@5", "f@3", "f@5", "map", "mrr")
 TARGETS = ("tags", "teacher", "teacher, out of fold", "ideal teacher", "ideal classifier")
-
-
-def fold_ids(n: int, folds: int, seed: int) -> np.ndarray:
-    """Each of n rows' fold in [0, folds): a seeded permutation cut into near-equal parts."""
-    if not 2 <= folds <= n:
-        raise ConfigError(f"--folds {folds}: expected 2 to n = {n}")
-    ids = np.empty(n, np.int64)
-    ids[np.random.default_rng(seed).permutation(n)] = np.arange(n) % folds
-    return ids
 
 
 def softmax_of(model: torch.nn.Module, inputs) -> torch.Tensor:  # noqa: ANN001
@@ -67,19 +58,13 @@ def softmax_of(model: torch.nn.Module, inputs) -> torch.Tensor:  # noqa: ANN001
 
 
 def out_of_fold(cfg: Config, data: Data, folds: int, device: torch.device) -> torch.Tensor:
-    """(n, K): each training image's distribution from a teacher pretrained (as the run's
-    teacher: same settings and seed) on the other folds only."""
-    ids = torch.from_numpy(fold_ids(len(data.train), folds, cfg.seed))
-    out = torch.zeros_like(data.train.y)
-    for j in range(folds):
-        fit, held = torch.where(ids != j)[0], torch.where(ids == j)[0]
-        t = data.train
-        part = Data(Split(t.x[fit], t.y[fit], t.xp[fit]), data.val, data.test, data.num_classes,
-                    data.train_indices[fit.numpy()], data.pool_size, data.source)
-        game = Game(cfg, part, device)
-        game.pretrain_player("tch")
-        out[held] = softmax_of(game.players["tch"], t.xp[held])
-    return out
+    """(n, K): each training image's distribution from the member of an out-of-fold teacher
+    (`tch_folds`, pretrained as the run's teacher) that never saw its tags."""
+    game = Game(cfg.replace(method="distn", tch_folds=folds), data, device)
+    game.pretrain_player("tch")
+    game.players["tch"].eval()
+    with torch.no_grad():
+        return F.softmax(game.players["tch"](data.train.xp, game.folds), dim=-1)
 
 
 def train_student(cfg: Config, data: Data, target: torch.Tensor, epochs: int,
@@ -170,9 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--out", type=Path, default=None, help="write OUT/room.md and OUT/room.parquet")
     args = p.parse_args(argv)
-    if args.epochs < 1:
-        print(f"error: --epochs {args.epochs}: expected >= 1", file=sys.stderr)
-        return 2
+    for flag, value, least in (("--epochs", args.epochs, 1), ("--folds", args.folds, 2)):
+        if value < least:
+            print(f"error: {flag} {value}: expected >= {least}", file=sys.stderr)
+            return 2
     rows = []
     try:
         for run_dir in args.runs:

@@ -93,6 +93,12 @@ class Config:
     """Dropout probability of the classifier's hidden layers."""
     tch_dropout: float = 0.5
     """Dropout probability of the teacher."""
+    tch_folds: int = 0
+    """Out-of-fold teacher (beyond the paper): k >= 2 teachers, each trained on the labels of
+    all but one of k folds of the n training examples; on a training example the teacher's
+    output (C's distillation target, D's fake labels from T, T's own game updates) is that
+    of the member that never saw its label, elsewhere the members' mean. A teacher that
+    memorised its training labels passes on nothing else; this one cannot. 0: one teacher."""
     dis_dropout: float = 0.5
     """Dropout probability of the discriminator."""
 
@@ -267,6 +273,14 @@ class Config:
         for key in ("cls_ce_weight", "tch_ce_weight", "aug_rotation", "aug_shift", "aug_zoom"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}={getattr(self, key)}: expected a value >= 0")
+        if self.tch_folds == 1 or self.tch_folds < 0 or self.tch_folds > self.n:
+            raise ConfigError(f"tch_folds={self.tch_folds}: expected 0 (one teacher) or 2 to "
+                              f"n = {self.n}")
+        if self.tch_folds and (self.method == "codis" or self.tch_ce_weight > 0):
+            raise ConfigError(f"tch_folds={self.tch_folds} with method={self.method!r} and "
+                              f"tch_ce_weight={self.tch_ce_weight}: expected a teacher whose game "
+                              "loss has no label term (not codis, tch_ce_weight=0); a label term "
+                              "would show each member the labels of its own fold")
         for key in ("cls_dropout", "tch_dropout", "dis_dropout"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ConfigError(f"{key}={getattr(self, key)}: expected a value in [0, 1)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,6 +40,40 @@ def effective_config(cfg: Config) -> Config:
     return cfg.replace(**fixed) if fixed else cfg
 
 
+def fold_ids(n: int, folds: int, seed: int) -> torch.Tensor:
+    """Each of n rows' fold in [0, folds): a seeded permutation cut into near-equal parts."""
+    if not 2 <= folds <= n:
+        raise ValueError(f"folds={folds}: expected 2 to n = {n}")
+    ids = np.empty(n, np.int64)
+    ids[np.random.default_rng(seed).permutation(n)] = np.arange(n) % folds
+    return torch.from_numpy(ids)
+
+
+class FoldedTeacher(nn.Module):
+    """k teachers, member j trained on the labels of every fold but j (`Config.tch_folds`).
+
+    forward(xp, fold): row i gets member fold[i]'s logits, the one that never saw its label
+    (a row with fold -1, or every row when fold is None, gets the members' mean)."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, xp: torch.Tensor | TextInput, fold: torch.Tensor | None = None) -> torch.Tensor:
+        out = torch.stack([m(xp) for m in self.members])  # (k, B, K)
+        mean = out.mean(dim=0)
+        if fold is None:
+            return mean
+        routed = out.gather(0, fold.clamp(min=0)[None, :, None].expand(1, -1, out.shape[-1]))[0]
+        return torch.where((fold >= 0)[:, None], routed, mean)
+
+    def fit_loss(self, xp: torch.Tensor | TextInput, y: torch.Tensor, fold: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of each member on the rows outside its fold, averaged over members."""
+        terms = [F.cross_entropy(m(xp[fold != j]), y[fold != j])
+                 for j, m in enumerate(self.members) if bool((fold != j).any())]
+        return torch.stack(terms).mean()
+
+
 def _cat(a: torch.Tensor | TextInput, b: torch.Tensor | TextInput) -> torch.Tensor | TextInput:
     """Two privileged inputs (tensors, or image features with their text) as one batch."""
     if isinstance(a, TextInput):
@@ -61,10 +96,17 @@ class Game:
         k = data.num_classes
         shapes = {"cls": data.in_shape, "tch": data.priv_shape, "dis": data.priv_shape}
         self.players: dict[str, nn.Module] = {}
+        self.folds: torch.Tensor | None = None  # fold of each training example (tch_folds)
+        self._batch_fold: torch.Tensor | None = None  # of the last batch's rows (-1: none)
         for name in self.method.players:
             torch.manual_seed(cfg.seed * 10_007 + PLAYER_SEED[name])
-            self.players[name] = build(getattr(cfg, f"{name}_arch"), shapes[name], k,
-                                       getattr(cfg, f"{name}_dropout")).to(device)
+            arch, drop = getattr(cfg, f"{name}_arch"), getattr(cfg, f"{name}_dropout")
+            if name == "tch" and cfg.tch_folds:
+                self.players[name] = FoldedTeacher([build(arch, shapes[name], k, drop)
+                                                    for _ in range(cfg.tch_folds)]).to(device)
+                self.folds = fold_ids(len(data.train), cfg.tch_folds, cfg.seed).to(device)
+            else:
+                self.players[name] = build(arch, shapes[name], k, drop).to(device)
         lrs = {"cls": cfg.cls_lr, "tch": cfg.tch_lr, "dis": cfg.dis_lr}
         self.optimizers = {name: torch.optim.Adam(p.parameters(), lr=lrs[name])
                            for name, p in self.players.items()}
@@ -81,12 +123,16 @@ class Game:
         labels marked unlabelled, which the cross-entropy terms skip).
         When T and D see x itself, they see the same augmented images as C.
         """
-        x, xp, y = self._draw(self.data.train, index)
+        x, xp, y, index = self._draw(self.data.train, index)
+        fold = None if self.folds is None else self.folds[index]
         extra = self.data.unlabeled
         if transfer and extra is not None and len(self.players) > 1:
-            ux, uxp, uy = self._draw(extra, None)
+            ux, uxp, uy, _ = self._draw(extra, None)
             x, y = torch.cat([x, ux]), torch.cat([y, uy])
             xp = x if extra.xp is None else _cat(xp, uxp)
+            if fold is not None:  # no member saw an unlabelled example: the mean
+                fold = torch.cat([fold, fold.new_full((len(uy),), -1)])
+        self._batch_fold = fold
         return x, xp, y
 
     def _draw(self, split: Split, index: torch.Tensor | None):
@@ -97,7 +143,7 @@ class Game:
         if self.cfg.augment:
             x = self._augment(x)
         xp = x if split.xp is None else split.xp[index]
-        return x, xp, y
+        return x, xp, y, index
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
         c = self.cfg
@@ -124,13 +170,24 @@ class Game:
         loss.backward()
         opt.step()
 
+    def _logits(self, name: str, x: torch.Tensor, xp: torch.Tensor | TextInput) -> torch.Tensor:
+        """A player's logits on the last training batch (an out-of-fold teacher routes each
+        row to the member that never saw its label)."""
+        if name == "cls":
+            return self.players["cls"](x)
+        if name == "tch" and self.folds is not None:
+            return self.players["tch"](xp, self._batch_fold)
+        return self.players[name](xp)
+
     def supervised_step(self, name: str, index: torch.Tensor | None = None,
                         opt: torch.optim.Optimizer | None = None) -> dict[str, torch.Tensor]:
         """Cross-entropy on the true labels for C or T (pretraining; `supervised` method)."""
         self._train_only(name)
         x, xp, y = self.batch(index)
-        logits = self.players[name](x if name == "cls" else xp)
-        loss = F.cross_entropy(logits, y)
+        if name == "tch" and self.folds is not None:  # each member on the other folds only
+            loss = self.players["tch"].fit_loss(xp, y, self._batch_fold)
+        else:
+            loss = F.cross_entropy(self._logits(name, x, xp), y)
         self._update(name, loss, opt)
         return {f"{name}/ce": loss.detach()}
 
@@ -143,7 +200,7 @@ class Game:
         x, xp, y = self.batch(index)
         with torch.no_grad():
             log_pc = F.log_softmax(self.players["cls"](x), dim=-1)  # (B, K)
-            log_pt = F.log_softmax(self.players["tch"](xp), dim=-1) if "tch" in self.players else None
+            log_pt = F.log_softmax(self._logits("tch", x, xp), dim=-1) if "tch" in self.players else None
         s = self.players["dis"](xp)  # (B, K) per-class scores
         real = losses.dis_real(s, y)
 
@@ -179,7 +236,7 @@ class Game:
         ce_weight = cfg.cls_ce_weight if name == "cls" else cfg.tch_ce_weight
         self._train_only(name)
         x, xp, y = self.batch(transfer=True)
-        logits = self.players[name](x if name == "cls" else xp)  # (B, K)
+        logits = self._logits(name, x, xp)  # (B, K)
         terms: dict[str, torch.Tensor] = {}
         loss = logits.new_zeros(())
         if adv_weight > 0 and "dis" in self.players:
@@ -194,7 +251,7 @@ class Game:
             loss = loss + adv_weight * adv
         if other in self.players:
             with torch.no_grad():
-                target = self.players[other](x if other == "cls" else xp)
+                target = self._logits(other, x, xp)
             ds = losses.distillation(cfg.distill, logits, target, cfg.distill_temperature)
             terms[f"{name}/distill"] = ds
             loss = loss + ds_weight * ds
@@ -213,11 +270,11 @@ class Game:
         other = "tch" if name == "cls" else "cls"
         self._train_only(name)
         x, xp, y = self.batch(transfer=True)
-        logits = self.players[name](x if name == "cls" else xp)
+        logits = self._logits(name, x, xp)
         target = None
         if other in self.players:
             with torch.no_grad():
-                target = self.players[other](x if other == "cls" else xp)
+                target = self._logits(other, x, xp)
         terms = loss_fn(self.cfg, logits, target, y)
         self._update(name, terms["loss"])
         return {f"{name}/{k}": v.detach() for k, v in terms.items()}

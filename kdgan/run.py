@@ -61,6 +61,8 @@ def pretrain_key(cfg: Config, player: str, players: tuple[str, ...]) -> str:
     values["player"] = player
     if cfg.aug_flip:  # only when on, so that the keys of caches written before it stay valid
         values["aug_flip"] = True
+    if player == "tch" and cfg.tch_folds:  # likewise (D's key includes T's)
+        values["tch_folds"] = cfg.tch_folds
     if cfg.dataset not in ("mnist",):
         p = Path(cfg.dataset)
         if p.exists():

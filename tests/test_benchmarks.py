@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from benchmarks import distill_room, table1, table2
 from kdgan import tags
-from kdgan.config import Config, ConfigError
+from kdgan.config import Config
 from kdgan.train import train
 
 TINY_SET = ["--set", "cls_arch=mlp-small", "--set", "dis_arch=mlp-small", "--set", "batch_size=20",
@@ -193,15 +192,6 @@ def test_table2_states_the_synthetic_collections_ceilings(tmp_path):
     assert 0.3 < map_of[0] < map_of[1] <= 1.0  # the text can only help the posterior
 
 
-def test_fold_ids_cut_a_seeded_permutation_into_equal_folds():
-    ids = distill_room.fold_ids(103, 5, seed=1)
-    assert sorted(np.bincount(ids)) == [20, 20, 21, 21, 21]
-    assert np.array_equal(ids, distill_room.fold_ids(103, 5, seed=1))
-    assert not np.array_equal(ids, distill_room.fold_ids(103, 5, seed=2))
-    with pytest.raises(ConfigError, match="--folds 1"):
-        distill_room.fold_ids(103, 1, seed=1)
-
-
 def test_distill_room_trains_a_student_on_each_target(tmp_path):
     gen = dict(n_train=200, n_val=60, n_test=60, num_labels=8, dim=16)
     path = tags.write(tmp_path / "c.parquet", tags.synthesize(**gen))
@@ -221,3 +211,4 @@ def test_distill_room_trains_a_student_on_each_target(tmp_path):
     assert rows[[f"test_{m}" for m in distill_room.RANKING]].apply(lambda c: c.between(0, 1)).all().all()
     assert "| ideal teacher | 1 |" in distill_room.markdown(rows)
     assert distill_room.main([str(tmp_path / "missing")]) == 2
+    assert distill_room.main([str(run_dir), "--folds", "1"]) == 2
