@@ -146,6 +146,8 @@ def select(method: str, label_set: str, path: str, seeds: list[int], base: dict,
 
 def select_markdown(selection: dict) -> str:
     """OUT/select.md: every grid point's validation means; the chosen one marked."""
+    if not selection["grid"]:
+        return "No validation grid ran (--no-grid, or no method with a grid): defaults only.\n"
     lines = ["| label set | method | overrides | val P@1 (mean) | val MAP (mean) | seeds | chosen |",
              "|---|---|---|---|---|---|---|"]
     for label_set, methods in selection["grid"].items():
