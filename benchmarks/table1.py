@@ -71,6 +71,7 @@ GRID: dict[str, list[dict]] = {
              + [{"noisy_sigma": s, "cls_lr": 1e-3} for s in (0.1, 0.3, 0.5)],
     "codis": [{"codis_weight": w} for w in (0.3, 1.0, 3.0)],
     "mimic": [{"cls_lr": lr} for lr in (3e-4, 1e-3)],
+    "supervised": [{}, {"cls_lr": 1e-4}, {"cls_lr": 1e-3}],
 }
 
 # Per-n settings: pretraining passes over the n images (200 for n = 100, as the authors).
@@ -110,6 +111,14 @@ class Bench:
         if summary_file.exists():
             summary = json.loads(summary_file.read_text())
             status = "DONE"
+            wanted = self.config(method, n, seed, overrides)
+            grid_keys = {k for point in GRID.get(method, [{}]) for k in point}
+            stale = {k: (summary["config"].get(k), getattr(wanted, k)) for k in sorted(grid_keys)
+                     if "config" in summary and summary["config"].get(k) != getattr(wanted, k)}
+            if stale:  # e.g. the validation grid chose another point since this run was made
+                raise DataError(f"{run_dir} holds a {method} run with other hyperparameters than "
+                                f"the selection's: {stale} (saved, selected); move it away to "
+                                "run the selected configuration")
         else:
             cfg = self.config(method, n, seed, overrides)
             print(f"== {method} n={n} seed {seed} {tag(overrides)} -> {run_dir}", flush=True)

@@ -66,6 +66,17 @@ def test_table1_selects_on_validation_runs_every_method_and_resumes(blobs_npz, t
     assert table1.main(["--report-only", "--out", str(ablation), "--versus", str(tmp_path)]) == 2
     assert table1.main(["--reuse", str(tmp_path), "--out", str(tmp_path / "y")]) == 2
     assert "selection.json" in capsys.readouterr().err and not (tmp_path / "y").exists()
+    # a run made with other hyperparameters than the selection's is refused, not read back
+    row = runs[(runs["method"] == "supervised") & (runs["seed"] == 1)].iloc[0]
+    summary_file = out / row["run_dir"] / "summary.json"
+    saved = summary_file.read_text()
+    tampered = json.loads(saved)
+    tampered["config"]["cls_lr"] = 0.5
+    summary_file.write_text(json.dumps(tampered))
+    capsys.readouterr()
+    assert table1.main(argv) == 2
+    assert "cls_lr" in capsys.readouterr().err
+    summary_file.write_text(saved)
     # committed without weights and moved elsewhere, the results still render
     moved = tmp_path / "moved"
     shutil.copytree(out, moved, ignore=shutil.ignore_patterns("checkpoint.pt", "pretrain"))
