@@ -224,18 +224,19 @@ def main(argv: list[str] | None = None) -> int:
             if not Path(path).expanduser().is_file():
                 raise ConfigError(f"--collection {item!r}: no such file {path}")
             collections[name] = path
-        if args.synthetic:
-            args.out.mkdir(parents=True, exist_ok=True)
-            path = args.out / "synthetic.parquet"
-            if not path.exists():
-                tags.write(path, tags.synthesize())
-            collections["synthetic"] = str(path)
-        if not collections:
-            raise ConfigError("no collection: give --collection NAME=PATH or --synthetic")
-        base = {**(SMOKE if args.smoke else {}), **parse_overrides(args.set)}
         for method in args.methods:
             if method != "knn" and method not in METHODS:
                 raise ConfigError(f"--methods {method!r}: expected knn or some of {', '.join(METHODS)}")
+        base = {**(SMOKE if args.smoke else {}), **parse_overrides(args.set)}
+        synthetic = args.out / "synthetic.parquet"
+        if args.synthetic:  # the settings checked before the collection is written
+            Config.from_dict({**base, "dataset": str(synthetic)})
+            collections["synthetic"] = str(synthetic)
+        if not collections:
+            raise ConfigError("no collection: give --collection NAME=PATH or --synthetic")
+        if args.synthetic and not synthetic.exists():
+            args.out.mkdir(parents=True, exist_ok=True)
+            tags.write(synthetic, tags.synthesize())
         for path in collections.values():
             tags.read(path)  # every collection checked before the first run
             Config.from_dict({**base, "dataset": path})

@@ -136,6 +136,10 @@ def test_table2_selects_on_validation_and_resumes(tmp_path, capsys):
     assert "== " not in capsys.readouterr().out
     pd.testing.assert_frame_equal(pd.read_parquet(out / "runs.parquet"), runs)
     assert table2.main(["--collection", "nope", "--out", str(out)]) == 2
+    bad = tmp_path / "bad"  # refused before the synthetic collection is written
+    assert table2.main(["--synthetic", "--set", "alpah=1", "--out", str(bad)]) == 2
+    assert table2.main(["--synthetic", "--methods", "kdgn", "--out", str(bad)]) == 2
+    assert not bad.exists()
 
 
 def test_label_mass_is_the_softmax_probability_on_the_labels():
