@@ -101,6 +101,13 @@ class Config:
     memorised its training labels passes on nothing else; this one cannot. 0: one teacher."""
     dis_dropout: float = 0.5
     """Dropout probability of the discriminator."""
+    cls_weight_decay: float = 0.0
+    """L2 penalty on the classifier's weights (Adam's weight_decay), in pretraining and the game."""
+    tch_weight_decay: float = 0.0
+    """L2 penalty on the teacher's weights, in pretraining and the game: a teacher that cannot
+    fit its training labels exactly passes on more than those labels (docs/RESULTS.md)."""
+    dis_weight_decay: float = 0.0
+    """L2 penalty on the discriminator's weights, in pretraining and the game."""
 
     # --- optimisation -----------------------------------------------------------------
     batch_size: int = 32
@@ -281,6 +288,9 @@ class Config:
                               f"tch_ce_weight={self.tch_ce_weight}: expected a teacher whose game "
                               "loss has no label term (not codis, tch_ce_weight=0); a label term "
                               "would show each member the labels of its own fold")
+        for key in ("cls_weight_decay", "tch_weight_decay", "dis_weight_decay"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ConfigError(f"{key}={getattr(self, key)}: expected a value in [0, 1)")
         for key in ("cls_dropout", "tch_dropout", "dis_dropout"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ConfigError(f"{key}={getattr(self, key)}: expected a value in [0, 1)")

@@ -108,9 +108,13 @@ class Game:
             else:
                 self.players[name] = build(arch, shapes[name], k, drop).to(device)
         lrs = {"cls": cfg.cls_lr, "tch": cfg.tch_lr, "dis": cfg.dis_lr}
-        self.optimizers = {name: torch.optim.Adam(p.parameters(), lr=lrs[name])
-                           for name, p in self.players.items()}
+        self.optimizers = {name: self.optimizer(name, lrs[name]) for name in self.players}
         self._grad_stats: dict[str, list] = {}
+
+    def optimizer(self, name: str, lr: float) -> torch.optim.Optimizer:
+        """Adam over a player's weights at `lr`, with the player's L2 penalty."""
+        decay = getattr(self.cfg, f"{name}_weight_decay")
+        return torch.optim.Adam(self.players[name].parameters(), lr=lr, weight_decay=decay)
 
     # ------------------------------------------------------------------ batches
     def batch(self, index: torch.Tensor | None = None,
@@ -323,7 +327,7 @@ class Game:
         cfg = self.cfg
         torch.manual_seed(cfg.seed * 10_007 + PRETRAIN_SEED[name])
         if name in ("cls", "tch"):
-            opt = torch.optim.Adam(self.players[name].parameters(), lr=cfg.pretrain_lr)
+            opt = self.optimizer(name, cfg.pretrain_lr)
             ce = float("nan")
             for e in range(cfg.pretrain_epochs):
                 batches = self.epoch_batches()
@@ -332,7 +336,7 @@ class Game:
                 if log and (e + 1) % max(1, cfg.pretrain_epochs // 4) == 0:
                     log(f"pretrain {name} epoch {e + 1}/{cfg.pretrain_epochs} ce {ce:.4f}")
             return {f"pretrain/{name}_ce": ce}
-        opt = torch.optim.Adam(self.players["dis"].parameters(), lr=cfg.pretrain_lr)
+        opt = self.optimizer("dis", cfg.pretrain_lr)
         alpha = 0.5 if "tch" in self.players else 1.0
         for _ in range(cfg.dis_pretrain_epochs):
             for index in self.epoch_batches():

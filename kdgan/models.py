@@ -168,6 +168,12 @@ def _text_mlp(in_shape, num_classes: int, dropout: float = 0.5) -> nn.Module:  #
     return TextImageNet(in_shape, num_classes, dropout)
 
 
+def _text_linear(in_shape, num_classes: int, dropout: float = 0.0) -> nn.Module:  # noqa: ANN001
+    from kdgan.textnet import TextImageLinear
+
+    return TextImageLinear(in_shape, num_classes, dropout)
+
+
 Builder = Callable[..., nn.Module]
 REGISTRY: dict[str, Builder] = {
     "mlp": MLP,
@@ -178,6 +184,7 @@ REGISTRY: dict[str, Builder] = {
     "resnet110": _resnet110,
     "resnet20": _resnet20,
     "text-mlp": _text_mlp,
+    "text-linear": _text_linear,
 }
 
 

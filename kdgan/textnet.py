@@ -36,3 +36,25 @@ class TextImageNet(nn.Module):
         u = self.image(x.features)
         v = self.text(self.embed(x.tokens))  # an all-padding text embeds to zeros
         return self.head(torch.cat([u, v, u * v], dim=-1))
+
+
+class TextImageLinear(nn.Module):
+    """scores(x) = A features + sum_w E[w] + b: a linear scorer over the image features and
+    the bag of the text's words, each word a learned K-d embedding (its vote for each tag).
+
+    The smallest teacher that reads the text: with `tch_weight_decay` it cannot memorise the
+    tags of its training images as an MLP does (docs/RESULTS.md). Dropout, when asked for,
+    falls on the image features (the words have none to drop: a word absent is a word unsaid).
+    """
+
+    def __init__(self, in_shape: TextShape, num_classes: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        if not isinstance(in_shape, TextShape):
+            raise ValueError(f"text-linear needs image features and text (a TextShape); got {in_shape} "
+                             "(use it with a kdgan.tags collection)")
+        self.image = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_shape.features, num_classes))
+        self.words = nn.EmbeddingBag(in_shape.vocab, num_classes, mode="sum", padding_idx=0)
+        nn.init.zeros_(self.words.weight)  # no word votes before training (N(0, 1) would)
+
+    def forward(self, x: TextInput) -> torch.Tensor:  # features (B, d), tokens (B, L) -> (B, K)
+        return self.image(x.features) + self.words(x.tokens)
