@@ -91,7 +91,8 @@ def budget(n: int, smoke: bool) -> dict:
 
 
 def tag(overrides: dict) -> str:
-    return "default" if not overrides else "-".join(f"{k}={v:g}" for k, v in sorted(overrides.items()))
+    return "default" if not overrides else "-".join(
+        f"{k}={v}" if isinstance(v, str) else f"{k}={v:g}" for k, v in sorted(overrides.items()))
 
 
 class Bench:

@@ -12,10 +12,11 @@ selected at the epoch of best validation P@1.
 Hyperparameters are chosen on validation only, as in benchmarks.table1: each point of a
 method's grid (`GRID`: supervised's learning rate, DISTN's weight and temperature, KDGAN's
 defaults against the best configuration of the project's own search on the synthetic
-collection) runs on the selection seeds (default: the first three of --seeds); the point
-with the best mean validation P@1 is used for every seed (`--no-grid`: defaults only). A run
-lives in OUT/<label set>/<method>[-<overrides>]-s<seed>/ whether the grid or the table asked
-for it, so the table reuses the selection's runs. The table gives test P@3, P@5, F@3, F@5,
+collection, each at its distillation temperature and at 1; `--search DIR` adds the best
+trial of another search) runs on the selection seeds (default: the first three of --seeds);
+the point with the best mean validation P@1 is used for every seed (`--no-grid`: defaults
+only). A run lives in OUT/<label set>/<method>[-<overrides>]-s<seed>/ whether the grid or the
+table asked for it, so the table reuses the selection's runs. The table gives test P@3, P@5, F@3, F@5,
 MAP and MRR at the selected epoch, mean +- std over seeds, with the paper's figures where it
 has them; OUT/select.md the grid's validation means, OUT/selection.json the choices.
 `--synthetic` writes the synthetic collection of kdgan.tags (where the text names concepts
@@ -56,15 +57,44 @@ SMOKE = {"pretrain_epochs": 2, "dis_pretrain_epochs": 1, "epochs": 2}
 #   python -m kdgan.tune --space yfcc --set dataset=$PWD/results/table2-synthetic/synthetic.parquet \
 #       --set n=2000 --set threads=1 --name kdgan-synthetic
 SEARCH_BEST = {"alpha": 0.8411, "beta": 0.5632, "gamma": 0.008649}
+# Settings of a search (`--search`) that say where and on what it ran, not how the game plays.
+SEARCH_IGNORED = ("dataset", "seed", "pretrain_cache", "threads", "device", "eval_batch_size")
 
 # Validation grid per method: config overrides, {} (the defaults) first.
+# Temperature 1 beside the usual 3-4: a teacher that does not memorise its training tags
+# (e.g. `tch_arch=text-linear` with `tch_weight_decay`) is already soft; heating it further
+# flattens the ranking it passes on.
 GRID: dict[str, list[dict]] = {
     "supervised": [{}, {"cls_lr": 1e-4}, {"cls_lr": 1e-3}],
     "distn": [{}] + [{"distn_p": p, "distn_temperature": t}
-                     for p, t in itertools.product((0.3, 0.7, 0.9), (3.0, 4.0))
+                     for p, t in itertools.product((0.3, 0.7, 0.9), (3.0, 4.0, 1.0))
                      if (p, t) != (0.7, 3.0)],
-    "kdgan": [{}, SEARCH_BEST],
+    "kdgan": [{}, SEARCH_BEST, {"distill_temperature": 1.0}, {**SEARCH_BEST, "distill_temperature": 1.0}],
 }
+
+
+def search_best(path: Path, base: Config) -> dict:
+    """The configuration of the best finished trial (validation) of the kdgan.tune search at
+    `path` (its trials.parquet) as overrides of the benchmark's own (`base`): its alpha, beta
+    and gamma to 4 significant digits, and every other setting the search fixed otherwise
+    (e.g. `--set distill_temperature=1` there), so that the point runs as it was chosen."""
+    file = path / "trials.parquet"
+    if not file.is_file():
+        raise ConfigError(f"--search {path}: no trials.parquet there (expected a kdgan.tune experiment directory)")
+    trials = pd.read_parquet(file)
+    done = trials[(trials["status"] == "TERMINATED") & trials["best_val_acc"].notna()]
+    if done.empty:
+        raise ConfigError(f"--search {path}: no finished trial in {file}")
+    best = done.loc[done["best_val_acc"].idxmax()]
+    point = {k: float(f"{best[k]:.4g}") for k in ("alpha", "beta", "gamma")}
+    ours = base.to_dict()
+    for k in ours:
+        if k in best.index and k not in SEARCH_IGNORED and k not in point and best[k] != ours[k]:
+            point[k] = best[k].item() if hasattr(best[k], "item") else best[k]
+    Config.from_dict({**ours, **point})  # a search of another kind of data fails here
+    print(f"-- kdgan grid: {tag(point)} from {file} (trial {best['trial_id']}, "
+          f"val P@1 {best['best_val_acc']:.4f})", flush=True)
+    return point
 
 
 def knn_run(cfg: Config) -> dict:
@@ -211,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--select-seeds", nargs="+", type=int, default=None,
                    help="seeds of the validation grid (default: the first three of --seeds)")
     p.add_argument("--no-grid", action="store_true", help="every method with its defaults")
+    p.add_argument("--search", action="append", default=[], type=Path, metavar="DIR",
+                   help="add the best trial of the kdgan.tune search in DIR (its alpha, beta, "
+                        "gamma and the settings it fixed otherwise) to KDGAN's validation grid "
+                        "(repeatable)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--smoke", action="store_true", help="tiny budget, to check the pipeline")
     p.add_argument("--out", type=Path, required=True)
@@ -239,7 +273,11 @@ def main(argv: list[str] | None = None) -> int:
             tags.write(synthetic, tags.synthesize())
         for path in collections.values():
             tags.read(path)  # every collection checked before the first run
-            Config.from_dict({**base, "dataset": path})
+            cfg = Config.from_dict({**base, "dataset": path})
+        if args.search and (args.no_grid or "kdgan" not in args.methods):
+            raise ConfigError("--search adds to KDGAN's validation grid: expected kdgan among "
+                              "--methods and no --no-grid")
+        searched = [search_best(d, cfg) for d in args.search]
     except (ConfigError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -253,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         chosen = selection["chosen"].setdefault(label_set, {})
         for method in args.methods:
             grid = [{}] if args.no_grid else GRID.get(method, [{}])
+            if method == "kdgan" and not args.no_grid:
+                grid = grid + [pt for pt in searched if pt not in grid]
             if len(grid) > 1:
                 chosen[method], scores = select(method, label_set, path, select_seeds, base,
                                                 args.out, grid)

@@ -116,6 +116,9 @@ class Config:
     """Adam learning rate of supervised pretraining (classifier and teacher) and of D's."""
     pretrain_epochs: int = 200
     """Passes over the n training examples when pretraining the classifier and the teacher."""
+    cls_pretrain_epochs: int = -1
+    """Passes of the classifier's pretraining when it differs from the teacher's (-1: as
+    pretrain_epochs; 0: the game starts from an untrained classifier)."""
     dis_pretrain_epochs: int = 10
     """Passes over the training examples when pretraining D against the pretrained C and T."""
     cls_lr: float = 3e-4
@@ -277,6 +280,9 @@ class Config:
                     "cls_steps", "tch_steps", "dis_steps", "threads"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}={getattr(self, key)}: expected an integer >= 0")
+        if self.cls_pretrain_epochs < -1:
+            raise ConfigError(f"cls_pretrain_epochs={self.cls_pretrain_epochs}: expected -1 (as "
+                              "pretrain_epochs) or an integer >= 0")
         for key in ("cls_ce_weight", "tch_ce_weight", "aug_rotation", "aug_shift", "aug_zoom"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}={getattr(self, key)}: expected a value >= 0")

@@ -40,6 +40,13 @@ def effective_config(cfg: Config) -> Config:
     return cfg.replace(**fixed) if fixed else cfg
 
 
+def pretrain_epochs(cfg: Config, name: str) -> int:
+    """Passes of supervised pretraining of C or T (C's may differ: `cls_pretrain_epochs`)."""
+    if name == "cls" and cfg.cls_pretrain_epochs >= 0:
+        return cfg.cls_pretrain_epochs
+    return cfg.pretrain_epochs
+
+
 def fold_ids(n: int, folds: int, seed: int) -> torch.Tensor:
     """Each of n rows' fold in [0, folds): a seeded permutation cut into near-equal parts."""
     if not 2 <= folds <= n:
@@ -329,12 +336,13 @@ class Game:
         if name in ("cls", "tch"):
             opt = self.optimizer(name, cfg.pretrain_lr)
             ce = float("nan")
-            for e in range(cfg.pretrain_epochs):
+            epochs = pretrain_epochs(cfg, name)
+            for e in range(epochs):
                 batches = self.epoch_batches()
                 total = sum(self.supervised_step(name, i, opt)[f"{name}/ce"] for i in batches)
                 ce = float(total) / len(batches)
-                if log and (e + 1) % max(1, cfg.pretrain_epochs // 4) == 0:
-                    log(f"pretrain {name} epoch {e + 1}/{cfg.pretrain_epochs} ce {ce:.4f}")
+                if log and (e + 1) % max(1, epochs // 4) == 0:
+                    log(f"pretrain {name} epoch {e + 1}/{epochs} ce {ce:.4f}")
             return {f"pretrain/{name}_ce": ce}
         opt = self.optimizer("dis", cfg.pretrain_lr)
         alpha = 0.5 if "tch" in self.players else 1.0

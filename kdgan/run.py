@@ -63,6 +63,8 @@ def pretrain_key(cfg: Config, player: str, players: tuple[str, ...]) -> str:
         values["aug_flip"] = True
     if player == "tch" and cfg.tch_folds:  # likewise (D's key includes T's)
         values["tch_folds"] = cfg.tch_folds
+    if player == "cls" and cfg.cls_pretrain_epochs >= 0:  # likewise
+        values["pretrain_epochs"] = cfg.cls_pretrain_epochs
     if getattr(cfg, f"{player}_weight_decay"):  # likewise
         values["weight_decay"] = getattr(cfg, f"{player}_weight_decay")
     if cfg.dataset not in ("mnist",):

@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks import distill_room, table1, table2
 from kdgan import tags
-from kdgan.config import Config
+from kdgan.config import Config, ConfigError
 from kdgan.train import train
 
 TINY_SET = ["--set", "cls_arch=mlp-small", "--set", "dis_arch=mlp-small", "--set", "batch_size=20",
@@ -227,3 +227,30 @@ def test_distill_room_trains_a_student_on_each_target(tmp_path):
     assert "| ideal teacher | 1 |" in distill_room.markdown(rows)
     assert distill_room.main([str(tmp_path / "missing")]) == 2
     assert distill_room.main([str(run_dir), "--folds", "1"]) == 2
+
+
+def test_table2_takes_the_best_finished_trial_of_a_search_with_the_settings_it_ran_under(tmp_path, capsys):
+    path = tags.write(tmp_path / "c.parquet", tags.synthesize(n_train=200, n_val=60, n_test=60,
+                                                              num_labels=8, dim=16))
+    base = Config.from_dict({"dataset": str(path), "n": 100})
+    row = {**base.to_dict(), "dataset": "/elsewhere/c.parquet", "threads": 4}
+    trials = pd.DataFrame([
+        {**row, "trial_id": "a", "status": "TERMINATED", "best_val_acc": 0.41, "alpha": 0.1, "beta": 2.0, "gamma": 0.5},
+        {**row, "trial_id": "b", "status": "ERROR", "best_val_acc": 0.99, "alpha": 0.9, "beta": 9.0, "gamma": 9.0},
+        {**row, "trial_id": "c", "status": "TERMINATED", "best_val_acc": 0.45, "alpha": 0.123456,
+         "beta": 0.0262345, "gamma": 7.0, "distill_temperature": 1.0, "tch_arch": "text-linear"},
+    ])
+    search = tmp_path / "search"
+    search.mkdir()
+    trials.to_parquet(search / "trials.parquet")
+    point = table2.search_best(search, base)
+    # the errored trial's score is not a result; where and with how many threads it ran is no setting
+    assert point == {"alpha": 0.1235, "beta": 0.02623, "gamma": 7.0, "distill_temperature": 1.0,
+                     "tch_arch": "text-linear"}
+    assert table1.tag(point).startswith("alpha=0.1235-beta=0.02623-distill_temperature=1-")
+    with pytest.raises(ConfigError, match="no trials.parquet"):
+        table2.search_best(tmp_path / "nope", base)
+    argv = ["--collection", f"syn={path}", "--search", str(search), "--out", str(tmp_path / "t2")]
+    assert table2.main(argv + ["--no-grid"]) == 2
+    assert "--search adds to KDGAN's validation grid" in capsys.readouterr().err
+    assert not (tmp_path / "t2").exists()

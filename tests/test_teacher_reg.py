@@ -65,3 +65,23 @@ def test_the_penalty_is_part_of_its_players_pretraining_key(tmp_path):
 def test_a_bad_penalty_is_refused_with_its_value(key):
     with pytest.raises(ConfigError, match=f"{key}=-0.1: expected a value in \\[0, 1\\)"):
         Config.from_dict({key: -0.1})
+
+
+def test_the_classifier_can_start_the_game_untrained_while_the_teacher_is_pretrained(tmp_path):
+    cfg = Config.from_dict({"dataset": str(_collection(tmp_path)), "method": "distn", "n": 100,
+                            "cls_arch": "mlp-small", "tch_arch": "text-linear", "pretrain_epochs": 2,
+                            "cls_pretrain_epochs": 0, "batch_size": 20, "device": "cpu"})
+    game = Game(cfg, tags.load(cfg), torch.device("cpu"))
+    before = {k: {n: p.clone() for n, p in game.players[k].state_dict().items()} for k in ("cls", "tch")}
+    game.pretrain()
+    for name, changed in (("cls", False), ("tch", True)):
+        after = game.players[name].state_dict()
+        assert any(not torch.equal(after[n], p) for n, p in before[name].items()) == changed, name
+    players = ("cls", "tch")
+    same = cfg.replace(cls_pretrain_epochs=-1)
+    assert pretrain_key(cfg, "cls", players) != pretrain_key(same, "cls", players)
+    assert pretrain_key(cfg, "tch", players) == pretrain_key(same, "tch", players)
+    # saying the teacher's number of passes is the default: the same cached classifier
+    assert pretrain_key(same.replace(cls_pretrain_epochs=2), "cls", players) == pretrain_key(same, "cls", players)
+    with pytest.raises(ConfigError, match="cls_pretrain_epochs=-2: expected -1"):
+        cfg.replace(cls_pretrain_epochs=-2)
