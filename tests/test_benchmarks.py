@@ -131,6 +131,7 @@ def test_table2_selects_on_validation_and_resumes(tmp_path, capsys):
     text = (out / "table.md").read_text()
     assert "**syn**" in text and "| knn | 2 |" in text
     assert "the teacher (image + text) beats C alone" in text
+    assert "(means over 2 seeds)" in text and "(means over 1 seeds, seeds outside the selection)" in text
     capsys.readouterr()
     assert table2.main(argv) == 0  # everything is read back, nothing runs again
     assert "== " not in capsys.readouterr().out
