@@ -48,7 +48,7 @@ def test_the_penalty_reaches_the_optimisers_and_shrinks_the_teacher(tmp_path):
         assert game.optimizers["tch"].param_groups[0]["weight_decay"] == decay
         assert game.optimizers["cls"].param_groups[0]["weight_decay"] == 0.0
         game.pretrain_player("tch")
-        norms[decay] = sum(float(p.pow(2).sum()) for p in game.players["tch"].parameters())
+        norms[decay] = sum(float(p.detach().pow(2).sum()) for p in game.players["tch"].parameters())
     assert norms[0.5] < 0.5 * norms[0.0]
 
 
