@@ -268,21 +268,22 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(f"--methods {method!r}: expected knn or some of {', '.join(METHODS)}")
         base = {**(SMOKE if args.smoke else {}), **parse_overrides(args.set)}
         synthetic = args.out / "synthetic.parquet"
-        if args.synthetic:  # the settings checked before the collection is written
-            Config.from_dict({**base, "dataset": str(synthetic)})
+        if args.synthetic:
             collections["synthetic"] = str(synthetic)
         if not collections:
             raise ConfigError("no collection: give --collection NAME=PATH or --synthetic")
+        # the settings and searches checked before the synthetic collection is written
+        cfg = Config.from_dict({**base, "dataset": next(iter(collections.values()))})
+        if args.search and (args.no_grid or "kdgan" not in args.methods):
+            raise ConfigError("--search adds to KDGAN's validation grid: expected kdgan among "
+                              "--methods and no --no-grid")
+        searched = [search_best(d, cfg) for d in args.search]
         if args.synthetic and not synthetic.exists():
             args.out.mkdir(parents=True, exist_ok=True)
             tags.write(synthetic, tags.synthesize())
         for path in collections.values():
             tags.read(path)  # every collection checked before the first run
-            cfg = Config.from_dict({**base, "dataset": path})
-        if args.search and (args.no_grid or "kdgan" not in args.methods):
-            raise ConfigError("--search adds to KDGAN's validation grid: expected kdgan among "
-                              "--methods and no --no-grid")
-        searched = [search_best(d, cfg) for d in args.search]
+            Config.from_dict({**base, "dataset": path})
     except (ConfigError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -308,6 +308,14 @@ class Config:
 
         for key in ("cls_arch", "tch_arch", "dis_arch"):
             _choice(key, getattr(self, key), tuple(REGISTRY))
+        # the text players read image features and text: T and D on a tagged collection only
+        if self.cls_arch.startswith("text-"):
+            raise ConfigError(f"cls_arch={self.cls_arch!r}: the classifier never sees the text; "
+                              "expected an architecture over the image alone (e.g. mlp)")
+        for key in ("tch_arch", "dis_arch"):
+            if getattr(self, key).startswith("text-") and dataset_kind(self.dataset) != "tags":
+                raise ConfigError(f"{key}={getattr(self, key)!r} reads text: expected a tagged "
+                                  f"collection (.parquet) as dataset, not {self.dataset!r}")
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -140,6 +140,7 @@ def test_table2_selects_on_validation_and_resumes(tmp_path, capsys):
     bad = tmp_path / "bad"  # refused before the synthetic collection is written
     assert table2.main(["--synthetic", "--set", "alpah=1", "--out", str(bad)]) == 2
     assert table2.main(["--synthetic", "--methods", "kdgn", "--out", str(bad)]) == 2
+    assert table2.main(["--synthetic", "--search", str(tmp_path / "nope"), "--out", str(bad)]) == 2
     assert not bad.exists()
 
 

@@ -85,3 +85,13 @@ def test_the_classifier_can_start_the_game_untrained_while_the_teacher_is_pretra
     assert pretrain_key(same.replace(cls_pretrain_epochs=2), "cls", players) == pretrain_key(same, "cls", players)
     with pytest.raises(ConfigError, match="cls_pretrain_epochs=-2: expected -1"):
         cfg.replace(cls_pretrain_epochs=-2)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"tch_arch": "text-linear"}, "tch_arch='text-linear' reads text: expected a tagged collection"),
+    ({"dis_arch": "text-mlp"}, "dis_arch='text-mlp' reads text"),
+    ({"dataset": "c.parquet", "cls_arch": "text-linear"}, "the classifier never sees the text"),
+])
+def test_a_text_player_without_text_is_refused_before_any_work(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        Config.from_dict(overrides)  # MNIST by default
