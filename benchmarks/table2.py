@@ -57,7 +57,10 @@ SMOKE = {"pretrain_epochs": 2, "dis_pretrain_epochs": 1, "epochs": 2}
 #   python -m kdgan.tune --space yfcc --set dataset=$PWD/results/table2-synthetic/synthetic.parquet \
 #       --set n=2000 --set threads=1 --name kdgan-synthetic
 SEARCH_BEST = {"alpha": 0.8411, "beta": 0.5632, "gamma": 0.008649}
-# Settings of a search (`--search`) that say where and on what it ran, not how the game plays.
+# What `--search` takes from a search besides alpha, beta, gamma: the form of the game.
+GAME_FIELDS = ("distill", "distill_temperature", "cls_ce_weight", "tch_ce_weight", "estimator",
+               "reinforce_baseline", "tau_start", "tau_end", "adv_loss", "dis_target")
+# Settings that say where a search ran, not what it computed: never reported as differences.
 SEARCH_IGNORED = ("dataset", "seed", "pretrain_cache", "threads", "device", "eval_batch_size")
 
 # Validation grid per method: config overrides, {} (the defaults) first.
@@ -74,10 +77,11 @@ GRID: dict[str, list[dict]] = {
 
 
 def search_best(path: Path, base: Config) -> dict:
-    """The configuration of the best finished trial (validation) of the kdgan.tune search at
-    `path` (its trials.parquet) as overrides of the benchmark's own (`base`): its alpha, beta
-    and gamma to 4 significant digits, and every other setting the search fixed otherwise
-    (e.g. `--set distill_temperature=1` there), so that the point runs as it was chosen."""
+    """KDGAN's settings in the best finished trial (validation) of the kdgan.tune search at
+    `path` (its trials.parquet): alpha, beta and gamma to 4 significant digits, and the form
+    of the game (`GAME_FIELDS`, e.g. `--set distill_temperature=1` there) where it differs
+    from the benchmark's own (`base`). The data, players and schedule stay the benchmark's;
+    where the search ran with others, they are printed."""
     file = path / "trials.parquet"
     if not file.is_file():
         raise ConfigError(f"--search {path}: no trials.parquet there (expected a kdgan.tune experiment directory)")
@@ -87,13 +91,18 @@ def search_best(path: Path, base: Config) -> dict:
         raise ConfigError(f"--search {path}: no finished trial in {file}")
     best = done.loc[done["best_val_acc"].idxmax()]
     point = {k: float(f"{best[k]:.4g}") for k in ("alpha", "beta", "gamma")}
-    ours = base.to_dict()
+    ours, other = base.to_dict(), []
     for k in ours:
-        if k in best.index and k not in SEARCH_IGNORED and k not in point and best[k] != ours[k]:
-            point[k] = best[k].item() if hasattr(best[k], "item") else best[k]
-    Config.from_dict({**ours, **point})  # a search of another kind of data fails here
-    print(f"-- kdgan grid: {tag(point)} from {file} (trial {best['trial_id']}, "
-          f"val P@1 {best['best_val_acc']:.4f})", flush=True)
+        if k in best.index and k not in point and best[k] != ours[k] and k not in SEARCH_IGNORED:
+            value = best[k].item() if hasattr(best[k], "item") else best[k]
+            if k in GAME_FIELDS:
+                point[k] = value
+            else:
+                other.append(f"{k}={value!r} (here {ours[k]!r})")
+    Config.from_dict({**ours, **point})
+    print(f"-- kdgan grid: {tag(point)} from {file} (trial {best['trial_id']}, val P@1 "
+          f"{best['best_val_acc']:.4f})" + (f"; the search ran with {', '.join(other)}" if other else ""),
+          flush=True)
     return point
 
 
@@ -248,8 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-grid", action="store_true", help="every method with its defaults")
     p.add_argument("--search", action="append", default=[], type=Path, metavar="DIR",
                    help="add the best trial of the kdgan.tune search in DIR (its alpha, beta, "
-                        "gamma and the settings it fixed otherwise) to KDGAN's validation grid "
-                        "(repeatable)")
+                        "gamma and form of the game, e.g. distill_temperature) to KDGAN's "
+                        "validation grid (repeatable)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--smoke", action="store_true", help="tiny budget, to check the pipeline")
     p.add_argument("--out", type=Path, required=True)
