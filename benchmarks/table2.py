@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         chosen = selection["chosen"].setdefault(label_set, {})
         for method in args.methods:
             grid = [{}] if args.no_grid else GRID.get(method, [{}])
-            if method == "kdgan" and not args.no_grid:
+            if method == "kdgan":  # --search (refused with --no-grid)
                 grid = grid + [pt for pt in searched if pt not in grid]
             if len(grid) > 1:
                 chosen[method], scores = select(method, label_set, path, select_seeds, base,
