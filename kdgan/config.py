@@ -294,10 +294,8 @@ class Config:
                               f"tch_ce_weight={self.tch_ce_weight}: expected a teacher whose game "
                               "loss has no label term (not codis, tch_ce_weight=0); a label term "
                               "would show each member the labels of its own fold")
-        for key in ("cls_weight_decay", "tch_weight_decay", "dis_weight_decay"):
-            if not 0.0 <= getattr(self, key) < 1.0:
-                raise ConfigError(f"{key}={getattr(self, key)}: expected a value in [0, 1)")
-        for key in ("cls_dropout", "tch_dropout", "dis_dropout"):
+        for key in ("cls_dropout", "tch_dropout", "dis_dropout",
+                    "cls_weight_decay", "tch_weight_decay", "dis_weight_decay"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ConfigError(f"{key}={getattr(self, key)}: expected a value in [0, 1)")
         if self.aug_zoom >= 1.0 or self.aug_shift >= 1.0:

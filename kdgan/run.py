@@ -22,7 +22,7 @@ import torch
 
 from kdgan import data as data_mod
 from kdgan.config import Config, ConfigError
-from kdgan.game import Game, NonFiniteLossError, effective_config
+from kdgan.game import Game, NonFiniteLossError, effective_config, pretrain_epochs
 from kdgan.losses import tau_at
 from kdgan.metrics import METRICS
 from kdgan.models import num_parameters
@@ -63,8 +63,8 @@ def pretrain_key(cfg: Config, player: str, players: tuple[str, ...]) -> str:
         values["aug_flip"] = True
     if player == "tch" and cfg.tch_folds:  # likewise (D's key includes T's)
         values["tch_folds"] = cfg.tch_folds
-    if player == "cls" and cfg.cls_pretrain_epochs >= 0:  # likewise
-        values["pretrain_epochs"] = cfg.cls_pretrain_epochs
+    if player == "cls":  # its own number of passes (the common one unless cls_pretrain_epochs)
+        values["pretrain_epochs"] = pretrain_epochs(cfg, "cls")
     if getattr(cfg, f"{player}_weight_decay"):  # likewise
         values["weight_decay"] = getattr(cfg, f"{player}_weight_decay")
     if cfg.dataset not in ("mnist",):
