@@ -249,9 +249,16 @@ def run_search(space: spaces.Space, fixed: dict[str, Any], args: argparse.Namesp
     if args.address:
         ray.init(address=args.address)
     else:  # Ray inside this process, listening on loopback only
+        # Read when Ray starts its node; set for that moment only, so that a Ray cluster this
+        # process starts later (e.g. `ray start` in a subprocess) may take other nodes.
+        loopback = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in os.environ
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        ray.init(address="local", include_dashboard=False, configure_logging=False,
-                 log_to_driver=False)
+        try:
+            ray.init(address="local", include_dashboard=False, configure_logging=False,
+                     log_to_driver=False)
+        finally:
+            if loopback:
+                del os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"]
     ray_init_s = time.time() - t0
     trainable = tune.with_resources(kdgan_trainable, {"cpu": args.cpus_per_trial,
                                                       "gpu": args.gpus_per_trial})
