@@ -16,9 +16,9 @@ collection, each at its distillation temperature and at 1; `--search DIR` adds t
 trial of another search) runs on the selection seeds (default: the first three of --seeds);
 the point with the best mean validation P@1 is used for every seed (`--no-grid`: defaults
 only). A run lives in OUT/<label set>/<method>[-<overrides>]-s<seed>/ whether the grid or the
-table asked for it, so the table reuses the selection's runs. The table gives test P@3, P@5, F@3, F@5,
-MAP and MRR at the selected epoch, mean +- std over seeds, with the paper's figures where it
-has them; OUT/select.md the grid's validation means, OUT/selection.json the choices.
+table asked for it, so the table reuses the selection's runs. The table gives test P@3, P@5,
+F@3, F@5, MAP and MRR at the selected epoch, mean +- std over seeds, with the paper's figures
+where it has them; OUT/select.md the grid's validation means, OUT/selection.json the choices.
 `--synthetic` writes the synthetic collection of kdgan.tags (where the text names concepts
 the image features blur and the tags leave out) to OUT/synthetic.parquet and runs on it.
 Writes OUT/runs.parquet after every run and OUT/table.md at the end.
@@ -216,9 +216,9 @@ def verdicts(runs: pd.DataFrame, select_seeds: list[int] | None = None) -> list[
                 continue
             seeds = by[a].index.intersection(by[b].index)
             held_out = seeds.difference(select_seeds or [])
-            for subset, which in ((seeds, ""), (held_out, ", seeds outside the selection")):
-                if which and (len(held_out) == 0 or len(held_out) == len(seeds)):
-                    continue
+            subsets = [(seeds, "")] + ([(held_out, ", seeds outside the selection")]
+                                       if 0 < len(held_out) < len(seeds) else [])
+            for subset, which in subsets:
                 wins = {m: bool(by[a].loc[subset, f"test_{m}"].mean() > by[b].loc[subset, f"test_{m}"].mean())
                         for m in RANKING}
                 per_seed = {m: int((by[a].loc[subset, f"test_{m}"] > by[b].loc[subset, f"test_{m}"]).sum())
