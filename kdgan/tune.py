@@ -15,8 +15,10 @@ the objective; test accuracy is recorded and never used for a choice. Results go
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import secrets
 import socket
 import sys
 import tempfile
@@ -104,6 +106,79 @@ def kdgan_trainable(config: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------- search
+LOOPBACK = "127.0.0.1"
+_CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+# One token per process: Ray's token loader caches the first token it reads.
+_PROCESS_TOKEN = secrets.token_hex(32)
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str], restore: tuple[str, ...] = ()):
+    """Set `values` in os.environ; on exit put back those keys and `restore` as they were."""
+    saved = {k: os.environ.get(k) for k in (*values, *restore)}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
+def local_ray(**init_kwargs: Any):
+    """Ray inside this process, every socket of it on loopback, with token authentication
+    whose token lives in memory; shut down (and the environment restored) on exit.
+
+    Loopback: Ray binds its gRPC servers to 127.0.0.1 only when the node's address is
+    127.0.0.1, and it turns a requested 127.0.0.1 into the machine's routable address unless
+    `ray._private.ray_constants.ENABLE_RAY_CLUSTER` is false. That constant is read from
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER once, when Ray is first imported, so setting the
+    variable here is too late whenever Ray is already imported (kdgan.results imports it).
+    Both are set for the start alone: the constant for this process, the variable for the
+    processes Ray starts (GCS, raylet, agents and workers inherit it). The node's address is
+    checked afterwards, so a Ray that ignored both fails here instead of listening on the
+    network.
+
+    Token: a local `ray.init()` turns token authentication on and, without a token, writes
+    one to ~/.ray/auth_token, after which every `ray start --head` on the machine requires
+    it. Unless the user chose (RAY_AUTH_MODE, RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH set),
+    the search's Ray gets a random token through the environment instead, and nothing is
+    written to the home folder.
+    """
+    import ray
+    from ray._private import ray_constants
+
+    if not hasattr(ray_constants, "ENABLE_RAY_CLUSTER"):  # guarded by a test as well
+        raise RuntimeError("this Ray has no ray._private.ray_constants.ENABLE_RAY_CLUSTER: "
+                           "kdgan cannot keep the in-process Ray on loopback")
+    env = {_CLUSTER_ENV: "0"}
+    if not {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & set(os.environ):
+        # With the mode unset, ray.init turns token mode on itself (for this process and the
+        # ones it starts) and, finding this token, writes none to the home folder.
+        env["RAY_AUTH_TOKEN"] = _PROCESS_TOKEN
+    # Restored on exit (RAY_AUTH_MODE too, which ray.init sets): a Ray cluster this process
+    # starts later (`ray start` in a subprocess) may take other nodes and choose its own auth.
+    with _environ(env, restore=("RAY_AUTH_MODE",)):
+        saved = ray_constants.ENABLE_RAY_CLUSTER
+        ray_constants.ENABLE_RAY_CLUSTER = False
+        try:
+            ray.init(address="local", _node_ip_address=LOOPBACK, include_dashboard=False,
+                     configure_logging=False, log_to_driver=False, **init_kwargs)
+        finally:
+            ray_constants.ENABLE_RAY_CLUSTER = saved
+        try:
+            node_ip = ray.util.get_node_ip_address()
+            if node_ip != LOOPBACK:
+                raise RuntimeError(f"the in-process Ray took address {node_ip}, not {LOOPBACK}:"
+                                   " refusing to run a search that listens on the network")
+            yield
+        finally:
+            ray.shutdown()
+
+
 def _log_invocation(experiment: Path, record: dict[str, Any]) -> None:
     """Append this invocation of the search to <experiment>/search.json (one per resume)."""
     path = experiment / "search.json"
@@ -246,20 +321,34 @@ def run_search(space: spaces.Space, fixed: dict[str, Any], args: argparse.Namesp
         param_space["threads"] = max(1, int(args.cpus_per_trial))
 
     t0 = time.time()
-    if args.address:
-        ray.init(address=args.address)
-    else:  # Ray inside this process, listening on loopback only
-        # Read when Ray starts its node; set for that moment only, so that a Ray cluster this
-        # process starts later (e.g. `ray start` in a subprocess) may take other nodes.
-        loopback = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in os.environ
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        try:
-            ray.init(address="local", include_dashboard=False, configure_logging=False,
-                     log_to_driver=False)
-        finally:
-            if loopback:
-                del os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"]
-    ray_init_s = time.time() - t0
+    with _connect(args.address):
+        ray_init_s = time.time() - t0
+        return _search(space, fixed, args, name, num_samples, experiment, param_space, t0,
+                       ray_init_s)
+
+
+@contextlib.contextmanager
+def _connect(address: str | None):
+    """Join the cluster at `address`, or start Ray here on loopback; shut down on exit."""
+    import ray
+
+    if not address:
+        with local_ray():
+            yield
+        return
+    ray.init(address=address)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _search(space, fixed, args, name, num_samples, experiment, param_space, t0, ray_init_s):
+    import ray
+    from ray import tune
+    from ray.tune import CLIReporter
+    from ray.tune.schedulers import ASHAScheduler
+
     trainable = tune.with_resources(kdgan_trainable, {"cpu": args.cpus_per_trial,
                                                       "gpu": args.gpus_per_trial})
     tune.register_trainable(TRAINABLE_NAME, trainable)
@@ -315,7 +404,6 @@ def run_search(space: spaces.Space, fixed: dict[str, Any], args: argparse.Namesp
               f"(epoch {int(best['best_epoch'])})")
     print(f"results: {experiment / 'trials.parquet'}, {experiment / 'epochs.parquet'}; "
           f"Optuna study: sqlite:///{experiment / 'optuna.db'}")
-    ray.shutdown()
     return 0 if grid.num_terminated else 1
 
 

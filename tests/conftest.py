@@ -38,3 +38,38 @@ TINY = dict(n=60, cls_arch="mlp-small", tch_arch="lenet", dis_arch="mlp-small",
             batch_size=20, pretrain_epochs=3, dis_pretrain_epochs=1, epochs=3,
             cls_steps=2, tch_steps=1, dis_steps=2, cls_lr=1e-3, tch_lr=1e-3, dis_lr=1e-3,
             eval_batch_size=500, device="cpu")
+
+
+def _short_dir(prefix: str) -> Path:
+    """A short folder under /tmp: Ray's unix sockets live under its temp dir, and a socket
+    path may not exceed 107 bytes, which pytest's tmp_path easily does."""
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ray_tmpdir():
+    """Every Ray the tests start keeps its session files in a folder of this run, not in the
+    machine-wide /tmp/ray (whose ray_current_cluster another Ray may read)."""
+    import os
+    import shutil
+
+    path = _short_dir("kdgan-ray-")
+    saved = os.environ.get("RAY_TMPDIR")
+    os.environ["RAY_TMPDIR"] = str(path)
+    yield path
+    if saved is None:
+        os.environ.pop("RAY_TMPDIR", None)
+    else:
+        os.environ["RAY_TMPDIR"] = saved
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def short_tmp():
+    import shutil
+
+    path = _short_dir("kdgan-t-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -66,6 +66,8 @@ def test_a_four_trial_search_with_a_diverging_trial(tmp_path, monkeypatch):
     assert rc == 0
     # loopback-only Ray was asked for its start alone: a cluster started later may take nodes
     assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in os.environ
+    # nor did the in-memory token and the mode Ray set with it outlive the search
+    assert "RAY_AUTH_TOKEN" not in os.environ and "RAY_AUTH_MODE" not in os.environ
     experiment = tmp_path / "results" / "exp"
     trials = pd.read_parquet(experiment / TRIALS)
     epochs = pd.read_parquet(experiment / EPOCHS)
@@ -190,3 +192,20 @@ def test_a_failed_trial_is_retried_from_its_last_checkpoint(tmp_path, monkeypatc
         run.play_epoch()
     got = epochs[epochs["trial_id"] == row["trial_id"]]["val/acc"].tolist()
     assert got == pytest.approx(run.history_frame()["val/acc"].tolist())
+
+
+def test_the_ray_internals_kdgan_relies_on_are_there(tmp_path):
+    """Fails loudly when a Ray upgrade moves what kdgan reads: the loopback switch of
+    `local_ray` and the attributes of OptunaSearch that KDGANOptunaSearch tells Optuna with."""
+    from ray import tune
+    from ray._private import ray_constants
+
+    assert isinstance(ray_constants.ENABLE_RAY_CLUSTER, bool)
+    searcher = tune_mod._optuna_search("m", 0, f"sqlite:///{tmp_path / 'o.db'}", "s", "tpe")
+    searcher.set_search_properties("m", "max", {"a": tune.uniform(0, 1)})
+    assert searcher.suggest("t1")["a"] is not None
+    assert set(searcher._ot_trials) == {"t1"}
+    assert searcher._ot_study.trials[0].state == optuna.trial.TrialState.RUNNING
+    searcher.on_trial_complete("t1", {"m": 0.5, "epoch": 1, "epochs_total": 3})  # stopped early
+    assert searcher._ot_study.trials[0].state == optuna.trial.TrialState.PRUNED
+    assert "t1" in searcher._completed_trials
