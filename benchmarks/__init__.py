@@ -10,7 +10,7 @@ import pandas as pd
 
 from kdgan.config import Config
 from kdgan.data import DataError
-from kdgan.run import atomic_write
+from kdgan.io import atomic_write
 
 
 def write_runs(out: Path, runs: pd.DataFrame) -> Path:

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from kdgan.config import Config
-from kdgan.run import atomic_write
+from kdgan.io import atomic_write
 
 try:  # the module imports without Ray, for readers of the files
     from ray.tune import Callback

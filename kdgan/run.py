@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -22,6 +20,7 @@ import torch
 
 from kdgan import data as data_mod
 from kdgan.config import Config, ConfigError
+from kdgan.io import atomic_write
 from kdgan.game import Game, NonFiniteLossError, effective_config, pretrain_epochs
 from kdgan.losses import tau_at
 from kdgan.metrics import METRICS
@@ -76,19 +75,6 @@ def pretrain_key(cfg: Config, player: str, players: tuple[str, ...]) -> str:
         values["against"] = {q: pretrain_key(cfg, q, players) for q in ("cls", "tch") if q in players}
     blob = json.dumps(values, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same directory, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 class Run:

@@ -20,7 +20,8 @@ from pathlib import Path
 from kdgan.config import METHODS, Config, ConfigError, parse_overrides
 from kdgan.data import DataError
 from kdgan.game import NonFiniteLossError
-from kdgan.run import Run, atomic_write
+from kdgan.io import atomic_write
+from kdgan.run import Run
 
 CHECKPOINT = "checkpoint.pt"
 

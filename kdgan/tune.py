@@ -35,7 +35,7 @@ from kdgan import spaces  # noqa: E402
 from kdgan.config import Config, ConfigError, parse_overrides  # noqa: E402
 from kdgan.data import DataError  # noqa: E402
 from kdgan.results import ParquetResults  # noqa: E402
-from kdgan.run import atomic_write  # noqa: E402
+from kdgan.io import atomic_write  # noqa: E402
 
 TRAINABLE_NAME = "kdgan"
 STATE_FILE = "state.pt"
