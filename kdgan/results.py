@@ -1,13 +1,26 @@
 """Trial results as Parquet: `trials.parquet` (a row per trial) and `epochs.parquet` (a row
-per trial per epoch), written atomically each time a trial ends, so that a search killed at
-any moment leaves readable files with every finished trial in them.
+per trial per epoch), both derived from per-trial part files that are the record.
 
-`ParquetResults` is a Ray Tune callback on the driver. It seeds itself from the files already
-in the experiment directory, so a resumed search keeps the rows of its earlier life.
+    <experiment>/parts/trials/<trial_id>.parquet   the trial's row, rewritten at each result
+    <experiment>/parts/epochs/<trial_id>.parquet   the trial's epoch rows, likewise
+    <experiment>/trials.parquet, epochs.parquet    every part in one file (compacted)
+
+A result costs one write of its own trial's parts, whatever the size of the search (a
+rewrite of every row, as before, grew with the square of the search and blocked Tune's event
+loop). The compacted files are rebuilt from the parts in a background thread at most every
+`compact_every_s` seconds, when the search ends and when it starts again, so a reader opens
+one path with pandas as before; `read_trials` / `read_epochs` read the parts directly.
+
+Nothing the callback holds in memory is needed to rebuild the files: a trial's part is read
+back the first time the trial is seen, so a search resumed by `Tuner.restore` (which brings
+back this callback as it was pickled when the experiment started) keeps every row of its
+earlier lives, and a killed trial's replayed epochs overwrite their first reports.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +36,18 @@ except ImportError:  # pragma: no cover
 
 TRIALS = "trials.parquet"
 EPOCHS = "epochs.parquet"
+PARTS = "parts"
 CONFIG_FIELDS = list(Config().to_dict())
 # Ray's bookkeeping that says nothing about the model; dropped from epochs.parquet.
 _RAY_KEYS = {"config", "timestamp", "checkpoint_dir_name", "should_checkpoint", "done",
              "training_iteration", "time_this_iter_s", "time_since_restore", "pid",
-             "iterations_since_restore", "date", "experiment_tag", "time_total_s"}
+             "iterations_since_restore", "date", "experiment_tag", "time_total_s", "life"}
+# Trial statuses whose rows are final; any other row belongs to a trial still to run.
+FINAL = ("TERMINATED", "STOPPED", "DIVERGED", "ERROR")
+
+
+class ResultsError(ValueError):
+    """A results file that cannot be read; the message names it and what to do."""
 
 
 def trial_status(status: str, last: dict[str, Any] | None) -> str:
@@ -41,78 +61,223 @@ def trial_status(status: str, last: dict[str, Any] | None) -> str:
     return "TERMINATED"
 
 
-class ParquetResults(Callback):
-    def __init__(self, experiment_dir: Path) -> None:
-        self.dir = Path(experiment_dir)
-        self.epochs: dict[tuple[str, int], dict[str, Any]] = {}
-        self.trials: dict[str, dict[str, Any]] = {}
-        self._configs: dict[str, dict[str, Any]] = {}  # each trial's full config, parsed once
-        self._load_existing()
+def _read_part(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as e:  # pyarrow raises several types for a damaged file
+        raise ResultsError(f"{path}: not a readable Parquet file ({type(e).__name__}); delete it "
+                           "and resume (its trial's rows are written again as it reports), or "
+                           "start over with --fresh") from None
 
-    def _load_existing(self) -> None:
-        if (self.dir / EPOCHS).exists():
-            for row in pd.read_parquet(self.dir / EPOCHS).to_dict("records"):
-                self.epochs[(row["trial_id"], int(row["epoch"]))] = row
-        if (self.dir / TRIALS).exists():
-            for row in pd.read_parquet(self.dir / TRIALS).to_dict("records"):
-                self.trials[row["trial_id"]] = row
+
+def _read_parts(folder: Path) -> pd.DataFrame:
+    frames = [_read_part(p) for p in sorted(folder.glob("*.parquet"))] if folder.is_dir() else []
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def read_trials(experiment: Path) -> pd.DataFrame:
+    """Every trial's row, from the parts (up to date while the search runs)."""
+    trials = _read_parts(Path(experiment) / PARTS / "trials")
+    return trials[[c for c in trials.columns if not c.startswith("_")]]
+
+
+def read_epochs(experiment: Path) -> pd.DataFrame:
+    """Every trial's epoch rows, from the parts, sorted by trial and epoch."""
+    epochs = _read_parts(Path(experiment) / PARTS / "epochs")
+    if not epochs.empty:
+        epochs = epochs.sort_values(["trial_id", "epoch"]).reset_index(drop=True)
+    return epochs
+
+
+def compact(experiment: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rebuild trials.parquet and epochs.parquet from the parts (atomically); return them."""
+    experiment = Path(experiment)
+    trials, epochs = read_trials(experiment), read_epochs(experiment)
+    if not trials.empty:
+        trials = trials.sort_values("trial_id").reset_index(drop=True)
+        atomic_write(experiment / TRIALS, lambda tmp: trials.to_parquet(tmp, index=False))
+    if not epochs.empty:
+        atomic_write(experiment / EPOCHS, lambda tmp: epochs.to_parquet(tmp, index=False))
+    return trials, epochs
+
+
+def set_aside_orphans(experiment: Path, known: set[str]) -> list[str]:
+    """Move the parts of trials that Tune has no record of to parts/orphaned/.
+
+    A search killed (SIGKILL) after a new trial reported but before Tune saved its state
+    restarts without that trial: Tune samples a new one in its place. The orphan's rows are
+    kept aside for the record, not counted as a trial of the search."""
+    experiment = Path(experiment)
+    moved = []
+    for kind in ("trials", "epochs"):
+        folder = experiment / PARTS / kind
+        for path in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
+            if path.stem not in known:
+                target = experiment / PARTS / "orphaned" / kind / path.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                path.replace(target)
+                moved.append(path.stem)
+    return sorted(set(moved))
+
+
+class ParquetResults(Callback):
+    """A Tune callback on the driver that keeps the part files of the trials it sees."""
+
+    def __init__(self, experiment_dir: Path, compact_every_s: float = 30.0) -> None:
+        self.dir = Path(experiment_dir)
+        self.compact_every_s = compact_every_s
+        self._init_runtime()
+
+    def _init_runtime(self) -> None:
+        # Per running trial: its epoch rows and its row, read back from its parts when first
+        # seen; dropped when the trial ends, so memory does not grow with the search.
+        self._epochs: dict[str, dict[int, dict[str, Any]]] = {}
+        self._rows: dict[str, dict[str, Any]] = {}
+        self._configs: dict[str, dict[str, Any]] = {}
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # one compaction at a time
+        self._thread: threading.Thread | None = None
+        self.compaction_error: str | None = None
+
+    # Tune pickles its callbacks with the experiment state; a restore brings the object back
+    # without threads or memory, which are rebuilt here (the rows come back from the parts).
+    def __getstate__(self) -> dict[str, Any]:
+        return {"dir": self.dir, "compact_every_s": self.compact_every_s}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_runtime()
 
     # ------------------------------------------------------------------ Tune hooks
+    def setup(self, **info) -> None:
+        self.start_compactor()
+
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        self._load(trial.trial_id)
         row = {"trial_id": trial.trial_id}
         row.update({k: v for k, v in result.items()
                     if k not in _RAY_KEYS and not isinstance(v, (dict, list))})
-        self.epochs[(trial.trial_id, int(result["epoch"]))] = row
-        self.trials[trial.trial_id] = self._trial_row(trial, "RUNNING", result)
+        self._epochs[trial.trial_id][int(result["epoch"])] = row
+        self._update(trial, "RUNNING", result)
+        self._write(trial.trial_id, epochs=True)
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        """A trial failed and will be retried from its last checkpoint."""
+        self._load(trial.trial_id)
+        self._count(trial, "failures")
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        self.trials[trial.trial_id] = self._trial_row(trial, "TERMINATED", trial.last_result)
-        self.flush()
+        self._end(trial, "TERMINATED")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self.trials[trial.trial_id] = self._trial_row(trial, "ERROR", trial.last_result)
-        self.flush()
+        self._load(trial.trial_id)
+        self._count(trial, "failures")
+        self._end(trial, "ERROR")
 
     def on_experiment_end(self, trials, **info) -> None:
-        for trial in trials:
-            if trial.trial_id not in self.trials or self.trials[trial.trial_id]["status"] == "RUNNING":
-                self.trials[trial.trial_id] = self._trial_row(trial, trial.status, trial.last_result)
-        self.flush()
+        self.stop_compactor()
+        compact(self.dir)
 
-    # ------------------------------------------------------------------ rows and files
-    def _trial_row(self, trial, status: str, last: dict[str, Any] | None) -> dict[str, Any]:
+    # ------------------------------------------------------------------ rows and parts
+    def _part(self, kind: str, trial_id: str) -> Path:
+        return self.dir / PARTS / kind / f"{trial_id}.parquet"
+
+    def _load(self, trial_id: str) -> None:
+        if trial_id in self._rows:
+            return
+        self._epochs[trial_id] = {}
+        self._rows[trial_id] = {}
+        path = self._part("epochs", trial_id)
+        if path.exists():
+            for r in _read_part(path).to_dict("records"):
+                self._epochs[trial_id][int(r["epoch"])] = r
+        path = self._part("trials", trial_id)
+        if path.exists():
+            rows = _read_part(path).to_dict("records")
+            self._rows[trial_id] = rows[-1] if rows else {}
+
+    def _count(self, trial, key: str) -> None:
+        row = self._rows[trial.trial_id]
+        row[key] = int(row.get(key) or 0) + 1
+        self._write(trial.trial_id, epochs=False)
+
+    def _end(self, trial, status: str) -> None:
+        self._load(trial.trial_id)
+        self._update(trial, status, trial.last_result)
+        self._write(trial.trial_id, epochs=True)
+        for d in (self._epochs, self._rows, self._configs):
+            d.pop(trial.trial_id, None)
+
+    def _update(self, trial, status: str, last: dict[str, Any] | None) -> None:
         last = last or {}
-        row: dict[str, Any] = {"trial_id": trial.trial_id,
-                               "status": trial_status(status, last),
-                               "error": _error_text(trial, last) if status == "ERROR" or last.get("diverged") else ""}
+        old = self._rows[trial.trial_id]
         if trial.trial_id not in self._configs:  # every field, defaults filled in
             self._configs[trial.trial_id] = Config.from_dict(
                 {k: v for k, v in trial.config.items() if k in CONFIG_FIELDS}).to_dict()
+        row: dict[str, Any] = {"trial_id": trial.trial_id,
+                               "status": trial_status(status, last),
+                               "error": _error_text(trial, last) if status == "ERROR" or last.get("diverged") else ""}
         row.update(self._configs[trial.trial_id])
         row["best_val_acc"] = last.get("best_val_acc")
-        row["test_acc"] = last.get("test_acc_at_best")
+        row["test_acc"] = last.get("test_acc")
         row["best_epoch"] = last.get("best_epoch")
         row["epochs_run"] = last.get("epoch")
-        row["wall_s"] = last.get("wall_s")      # pretraining and game, over all resumptions
-        row["trial_s"] = last.get("trial_s")    # this life of the trial, data loading included
-        row["node"] = last.get("hostname")
-        row["node_id"] = last.get("node_id")
-        row["node_ip"] = last.get("node_ip")
-        return row
+        row["wall_s"] = last.get("wall_s")  # pretraining and game, over all lives
+        # A trial lives again after a failure or a killed search (from its last checkpoint):
+        # each life reports its own clock, so the trial's time adds up its lives.
+        life, life_s = last.get("life"), last.get("trial_s")
+        earlier_s = float(old.get("_trial_s_earlier") or 0.0)
+        lives = int(old.get("lives") or 0)
+        if life is not None and life != old.get("_life"):
+            if old.get("_life") is not None:
+                earlier_s += float(old.get("_life_s") or 0.0)
+            lives += 1
+        row["lives"] = max(lives, 1)  # 1 + the times it was restored from a checkpoint
+        # bookkeeping for the sum, kept in the part, dropped from what readers see
+        row["_life"], row["_life_s"], row["_trial_s_earlier"] = life or old.get("_life"), life_s, earlier_s
+        row["trial_s"] = earlier_s + float(life_s or 0.0)  # every life, data loading included
+        row["failures"] = int(old.get("failures") or 0)
+        nodes = [n for n in str(old.get("nodes") or "").split(",") if n]
+        if last.get("hostname") and last["hostname"] not in nodes:
+            nodes.append(last["hostname"])
+        row["node"] = last.get("hostname", old.get("node"))  # the last node it ran on
+        row["nodes"] = ",".join(nodes)  # every node it ran on, in order
+        row["node_id"] = last.get("node_id", old.get("node_id"))
+        row["node_ip"] = last.get("node_ip", old.get("node_ip"))
+        self._rows[trial.trial_id] = row
 
-    def frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        trials = pd.DataFrame(list(self.trials.values()))
-        epochs = pd.DataFrame(list(self.epochs.values()))
-        if not epochs.empty:
-            epochs = epochs.sort_values(["trial_id", "epoch"]).reset_index(drop=True)
-        return trials, epochs
+    def _write(self, trial_id: str, epochs: bool) -> None:
+        row = self._rows[trial_id]
+        atomic_write(self._part("trials", trial_id),
+                     lambda tmp: pd.DataFrame([row]).to_parquet(tmp, index=False))
+        if epochs and self._epochs[trial_id]:
+            frame = pd.DataFrame([self._epochs[trial_id][e] for e in sorted(self._epochs[trial_id])])
+            atomic_write(self._part("epochs", trial_id), lambda tmp: frame.to_parquet(tmp, index=False))
+        self._dirty.set()
 
-    def flush(self) -> None:
-        trials, epochs = self.frames()
-        if not epochs.empty:
-            atomic_write(self.dir / EPOCHS, lambda tmp: epochs.to_parquet(tmp, index=False))
-        if not trials.empty:
-            atomic_write(self.dir / TRIALS, lambda tmp: trials.to_parquet(tmp, index=False))
+    # ------------------------------------------------------------------ compaction
+    def start_compactor(self) -> None:
+        if self._thread is None and self.compact_every_s > 0:
+            self._thread = threading.Thread(target=self._compactor, name="kdgan-compact", daemon=True)
+            self._thread.start()
+
+    def stop_compactor(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+            self._thread = None
+
+    def _compactor(self) -> None:
+        while not self._stop.wait(self.compact_every_s):
+            if self._dirty.is_set():
+                self._dirty.clear()
+                try:
+                    with self._lock:
+                        compact(self.dir)
+                except Exception as e:  # noqa: BLE001 - reported at the end, never fatal
+                    self.compaction_error = f"{type(e).__name__}: {e}"
 
 
 def _error_text(trial, last: dict[str, Any]) -> str:

@@ -8,52 +8,65 @@
 Every trial runs the whole game of `kdgan.run.Run` (pretraining, shared between trials
 through a file-locked cache, then the game) and reports each epoch. Validation accuracy is
 the objective; test accuracy is recorded and never used for a choice. Results go to
-<storage>/<name>/trials.parquet and epochs.parquet as trials end; the Optuna study lives in
-<storage>/<name>/optuna.db. Run the same command again to resume a killed search.
+<storage>/<name>/trials.parquet and epochs.parquet (kdgan.results); the Optuna study lives
+in <storage>/<name>/optuna.db. Run the same command again to resume an interrupted search;
+--fresh starts it over. An interrupted search exits 130.
+
+Without --address, Ray starts inside this process and every socket of it is bound to
+127.0.0.1. With --address, it joins that cluster (see docs/cluster.md for what a cluster
+exposes and how it is protected).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import os
 import secrets
 import socket
 import sys
 import tempfile
+import threading
 import time
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the compact CLIReporter table, not logs
 # One checkpoint kept per trial forces a snapshot of the experiment state at each
 # checkpoint; that is what makes a killed search resumable, so the warning about it is noise.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
+from kdgan import experiment as exp  # noqa: E402
 from kdgan import spaces  # noqa: E402
 from kdgan.config import Config, ConfigError, parse_overrides  # noqa: E402
 from kdgan.data import DataError  # noqa: E402
-from kdgan.results import ParquetResults  # noqa: E402
 from kdgan.io import atomic_write  # noqa: E402
+from kdgan.results import (FINAL, ParquetResults, ResultsError, compact, read_trials,  # noqa: E402
+                           set_aside_orphans)
 
 TRAINABLE_NAME = "kdgan"
 STATE_FILE = "state.pt"
 OBJECTIVE = "best_val_acc"
+# A test-only hook: "module:function", called before each epoch of each trial with
+# (trial_id, epoch, cfg); the tests inject faults through it. Unset in normal use.
+EPOCH_HOOK_ENV = "KDGAN_EPOCH_HOOK"
+INTERRUPTED = 130  # the exit status of a search stopped by SIGINT (as a shell reports it)
+
+
+class SearchError(RuntimeError):
+    """The search cannot start or go on (no node for a trial, no cluster); one line."""
 
 
 # ---------------------------------------------------------------------------- trainable
-def _maybe_crash(epoch: int, alpha: float) -> None:
-    """Fault injection for the tests: KDGAN_CRASH_ONCE="EPOCH:MARKER" makes each trial (told
-    apart by alpha) crash once before EPOCH; MARKER.<alpha> remembers that it did."""
-    spec = os.environ.get("KDGAN_CRASH_ONCE")
+def _epoch_hook() -> Callable[..., None] | None:
+    spec = os.environ.get(EPOCH_HOOK_ENV)
     if not spec:
-        return
-    at, marker = spec.split(":", 1)
-    done = Path(f"{marker}.{alpha}")
-    if epoch == int(at) and not done.exists():
-        done.touch()
-        raise RuntimeError(f"injected crash before epoch {epoch}")
+        return None
+    module, _, function = spec.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def kdgan_trainable(config: dict[str, Any]) -> None:
@@ -66,18 +79,21 @@ def kdgan_trainable(config: dict[str, Any]) -> None:
     from kdgan.run import Run
 
     started = time.perf_counter()
+    life = uuid.uuid4().hex[:12]  # this start of the trial (a restore starts another)
     every = int(config.get("_checkpoint_every", 5))
     cfg = Config.from_dict({k: v for k, v in config.items() if not k.startswith("_")})
     run = Run(cfg)
-    node = {"hostname": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id()}
+    context = ray.get_runtime_context()
+    node = {"hostname": socket.gethostname(), "node_id": context.get_node_id()}
+    hook = _epoch_hook()
 
     def report(row: dict[str, float], extra: dict[str, Any] | None = None,
                save: bool = False) -> None:
         h = run.history_frame()
         best = h.loc[h["val/acc"].idxmax()]
-        metrics = {**row, OBJECTIVE: float(best["val/acc"]), "test_acc_at_best": float(best["test/acc"]),
+        metrics = {**row, OBJECTIVE: float(best["val/acc"]), "test_acc": float(best["test/acc"]),
                    "best_epoch": int(best["epoch"]), "epochs_total": run.cfg.epochs,
-                   "wall_s": run.wall_s, "trial_s": time.perf_counter() - started,
+                   "wall_s": run.wall_s, "trial_s": time.perf_counter() - started, "life": life,
                    "diverged": False, "error": "", **node, **(extra or {})}
         if not save:
             tune.report(metrics)
@@ -93,7 +109,8 @@ def kdgan_trainable(config: dict[str, Any]) -> None:
     else:  # with the shared cache, a restarted trial gets its pretraining back in a blink
         report(run.pretrain(), save=not cfg.pretrain_cache)
     while not run.finished:
-        _maybe_crash(run.epoch + 1, run.cfg.alpha)
+        if hook:
+            hook(trial_id=tune.get_context().get_trial_id(), epoch=run.epoch + 1, cfg=run.cfg)
         try:
             row = run.play_epoch()
         except NonFiniteLossError as e:  # the trial ends with its reason; the search goes on
@@ -105,7 +122,7 @@ def kdgan_trainable(config: dict[str, Any]) -> None:
         report(row, save=run.finished or run.epoch % every == 0)
 
 
-# ---------------------------------------------------------------------------- search
+# ---------------------------------------------------------------------------- Ray
 LOOPBACK = "127.0.0.1"
 _CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 # One token per process: Ray's token loader caches the first token it reads.
@@ -179,28 +196,130 @@ def local_ray(**init_kwargs: Any):
             ray.shutdown()
 
 
-def _log_invocation(experiment: Path, record: dict[str, Any]) -> None:
-    """Append this invocation of the search to <experiment>/search.json (one per resume)."""
-    path = experiment / "search.json"
-    history = json.loads(path.read_text()) if path.exists() else []
-    history.append(record)
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(history, indent=2)))
+def _probe(address: str, deadline: float) -> None:
+    """Wait until something accepts TCP connections at `address` (host:port), or fail at
+    the deadline: ray.init on an address nobody answers retries without end."""
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise SearchError(f"--address {address!r}: expected 'auto' or host:port")
+    last = ""
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
+                return
+        except OSError as e:
+            last = str(e)
+        if time.time() >= deadline:
+            raise SearchError(f"--address {address}: no Ray cluster answers there ({last}); "
+                              "is the head up (`ray status` on it)? --connect-timeout sets the wait")
+        time.sleep(1)
 
 
+@contextlib.contextmanager
+def _connect(address: str | None, timeout_s: float):
+    """Join the cluster at `address` within `timeout_s`, or start Ray here on loopback;
+    shut down on exit."""
+    import ray
+
+    if not address:
+        with local_ray():
+            yield
+        return
+    deadline = time.time() + timeout_s
+    target = address
+    if address == "auto":
+        from ray._private import services  # how ray.init itself finds 'auto'
+
+        try:
+            target = services.get_ray_address_from_environment("auto", None)
+        except ConnectionError:
+            target = None
+        if not target:
+            raise SearchError("--address auto: no running Ray cluster found on this machine "
+                              "(start one with `ray start --head` or `ray up`)")
+    _probe(target, deadline)
+    # The port answers; ray.init should not hang now, but a watchdog makes sure it cannot.
+    watchdog = threading.Timer(max(deadline - time.time(), 0) + 30, _give_up, (address,))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        ray.init(address=address)
+    finally:
+        watchdog.cancel()
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _give_up(address: str) -> None:
+    print(f"error: --address {address}: Ray did not finish connecting; check that the cluster "
+          "runs the same Ray version (`ray status` on the head)", file=sys.stderr, flush=True)
+    os._exit(1)
+
+
+def _wait_for_resources(cpus: float, gpus: float, timeout_s: float, local: bool) -> None:
+    """Until a live node can hold one trial; at once for the in-process Ray (its resources
+    never change), within `timeout_s` on a cluster (an autoscaler may add the node)."""
+    import ray
+
+    deadline = time.time() + timeout_s
+    while True:
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        if any(n["Resources"].get("CPU", 0) >= cpus and n["Resources"].get("GPU", 0) >= gpus
+               for n in nodes):
+            return
+        if local or time.time() >= deadline:
+            have = "; ".join(f"{n.get('NodeManagerAddress')}: {n['Resources'].get('CPU', 0):g} CPU, "
+                             f"{n['Resources'].get('GPU', 0):g} GPU" for n in nodes) or "no live node"
+            waited = "" if local else f" after {timeout_s:g} s (--wait-resources)"
+            raise SearchError(f"no node can run a trial with --cpus-per-trial {cpus:g} "
+                              f"--gpus-per-trial {gpus:g}{waited}; nodes: {have}")
+        time.sleep(2)
+
+
+# ---------------------------------------------------------------------------- Optuna
 def _optuna_search(metric: str, seed: int, storage_url: str, study_name: str,
                    sampler: str):
-    """OptunaSearch whose early-stopped and diverged trials reach Optuna for what they are.
+    """OptunaSearch whose trials reach Optuna for what they are.
 
-    Ray tells Optuna that a trial stopped by ASHA is COMPLETE with its last (early) value,
-    so TPE would learn from first-epoch scores. Here such a trial is PRUNED (Optuna keeps its
-    reported intermediate values) and a diverged trial is FAIL (no value to learn from).
+    - Ray tells Optuna that a trial stopped by ASHA is COMPLETE with its last (early)
+      value, so TPE would learn from first-epoch scores. Here such a trial is PRUNED (Optuna
+      keeps its reported intermediate values) and a diverged trial is FAIL.
+    - Intermediate values are keyed by epoch (Ray uses its iteration count), and the last
+      report of an epoch wins: a trial restored from its checkpoint replays the epochs after
+      it, and its intermediate values are then those of its final history, as in
+      epochs.parquet (Optuna's `report` would keep the first and warn).
     """
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
     class KDGANOptunaSearch(OptunaSearch):
+        def _storage_id(self, trial_id: str) -> int:
+            storage = self._storage  # the RDBStorage given below
+            study_id = storage.get_study_id_from_name(self._study_name)
+            return storage.get_trial_id_from_study_id_trial_number(
+                study_id, self._ot_trials[trial_id].number)
+
+        def _finished(self, trial_id: str) -> bool:
+            """Told already: a search killed after Optuna heard of a trial's end but before
+            Tune saved it replays the trial from its checkpoint, to the same end."""
+            return self._storage.get_trial(self._storage_id(trial_id)).state.is_finished()
+
+        def on_trial_result(self, trial_id: str, result: dict) -> None:
+            if trial_id not in self._ot_trials or not result or "epoch" not in result:
+                return
+            if not self._finished(trial_id):
+                self._storage.set_trial_intermediate_value(
+                    self._storage_id(trial_id), int(result["epoch"]), float(result[self.metric]))
+
         def on_trial_complete(self, trial_id: str, result: dict | None = None,
                               error: bool = False) -> None:
+            if trial_id in self._ot_trials and self._finished(trial_id):
+                self._completed_trials.add(trial_id)
+                return
+            self.on_trial_result(trial_id, result)  # Tune hands the last result only here
             stopped = bool(result) and not error and result.get("epoch", 0) < result.get("epochs_total", 0)
             diverged = bool(result) and bool(result.get("diverged"))
             if (stopped or diverged) and trial_id not in self._completed_trials:
@@ -219,6 +338,26 @@ def _optuna_search(metric: str, seed: int, storage_url: str, study_name: str,
                              study_name=study_name)
 
 
+def _fail_orphans(experiment: Path) -> int:
+    """Optuna trials left RUNNING by an earlier life of the search (suggested, then the search
+    was killed before Tune saved them): FAIL, with the reason. Only once the search has ended
+    with every Tune trial finished, when no RUNNING trial can still report."""
+    import optuna
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{experiment / 'optuna.db'}")
+    failed = 0
+    for summary in optuna.get_all_study_summaries(storage):
+        study_id = storage.get_study_id_from_name(summary.study_name)
+        for t in storage.get_all_trials(study_id, deepcopy=False,
+                                        states=(optuna.trial.TrialState.RUNNING,)):
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+            storage.set_trial_user_attr(trial_id, "kdgan_failed",
+                                        "orphaned: the search was interrupted before Tune recorded it")
+            storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+            failed += 1
+    return failed
+
+
 def tune_space(space: spaces.Space) -> dict[str, Any]:
     from ray import tune
 
@@ -229,6 +368,7 @@ def tune_space(space: spaces.Space) -> dict[str, Any]:
     return out
 
 
+# ---------------------------------------------------------------------------- the CLI
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m kdgan.tune", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -242,14 +382,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions allowed, e.g. 0.25")
     p.add_argument("--storage-path",
                    default=os.environ.get("KDGAN_STORAGE_PATH", str(Path("~/kdgan_results").expanduser())),
-                   help="where experiments live: a local directory, or s3:// / gs:// or a shared "
-                        "mount on clusters (default $KDGAN_STORAGE_PATH, else ~/kdgan_results)")
-    p.add_argument("--name", help="experiment name (default: kdgan-<space>[-smoke])")
+                   help="where experiments live: a local folder (relative paths work), or s3:// / "
+                        "gs:// or a shared mount on clusters (default $KDGAN_STORAGE_PATH, else "
+                        "~/kdgan_results)")
+    p.add_argument("--name", help="experiment name, a plain folder name (default: "
+                                  "kdgan-<space>[-smoke])")
+    p.add_argument("--fresh", action="store_true",
+                   help="start the experiment over: delete its trials, results and Optuna study "
+                        "(the pretrained players are kept)")
     p.add_argument("--seed", type=int, default=0, help="seed of the search (TPE's sampler)")
     p.add_argument("--sampler", choices=("tpe", "random"), default="tpe")
     p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
                    help="join an existing Ray cluster ('auto' or host:port; default $RAY_ADDRESS)"
-                        "; without it Ray starts inside this process")
+                        "; without it Ray starts inside this process, on loopback")
+    p.add_argument("--connect-timeout", type=float, default=30.0,
+                   help="seconds to wait for the cluster at --address to answer (default 30)")
+    p.add_argument("--wait-resources", type=float, default=60.0,
+                   help="seconds to wait for a node that can run a trial (--cpus/--gpus-per-trial)"
+                        " on a cluster, e.g. while an autoscaler adds one (default 60)")
     p.add_argument("--asha", action="store_true", help="stop poor trials early (ASHA)")
     p.add_argument("--grace-epochs", type=int, default=5, help="ASHA's grace period in epochs")
     p.add_argument("--max-failures", type=int, default=2,
@@ -264,6 +414,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def plan(args: argparse.Namespace) -> tuple[spaces.Space, dict[str, Any], str, int]:
+    """Everything a user can get wrong, checked before anything starts: the space, the
+    settings, the numbers, the name, the storage path and (in-process) the data."""
+    space = spaces.load(args.space)
+    fixed = space.fixed_config(smoke=args.smoke, overrides=parse_overrides(args.set))
+    overlap = set(fixed) & set(space.search)
+    if overlap:
+        raise ConfigError(f"--set {sorted(overlap)}: searched in {space.path}, cannot be fixed")
+    spaces.check_against_config(spaces.Space(space.name, space.path, fixed, space.search))
+    for key in ("num_samples", "concurrency", "checkpoint_every"):
+        value = getattr(args, key)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{key.replace('_', '-')}={value}: expected >= 1")
+    for key in ("max_failures", "grace_epochs", "connect_timeout", "wait_resources"):
+        if getattr(args, key) < 0:
+            raise ConfigError(f"--{key.replace('_', '-')}={getattr(args, key)}: expected >= 0")
+    if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
+        raise ConfigError(f"--cpus-per-trial {args.cpus_per_trial:g} --gpus-per-trial "
+                          f"{args.gpus_per_trial:g}: expected cpus > 0 and gpus >= 0")
+    name = exp.check_name(args.name or f"kdgan-{space.name}{'-smoke' if args.smoke else ''}")
+    args.storage_path = exp.resolve_storage(args.storage_path)
+    if args.address is None and "dataset" not in space.search:
+        # In-process Ray: the data must be here, so a missing file fails now, not per trial.
+        # (On a cluster the workers read it, so only they can tell.)
+        from kdgan import data as data_mod
+
+        data_mod.load(Config.from_dict({k: v for k, v in fixed.items() if k != "pretrain_cache"}))
+    num_samples = args.num_samples or (4 if args.smoke else 32)
+    return space, fixed, name, num_samples
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.list_spaces:
@@ -273,78 +454,70 @@ def main(argv: list[str] | None = None) -> int:
     if not args.space:
         print("error: --space is required (see --list-spaces)", file=sys.stderr)
         return 2
-    try:  # everything a user can get wrong is checked before Ray starts
-        space = spaces.load(args.space)
-        fixed = space.fixed_config(smoke=args.smoke, overrides=parse_overrides(args.set))
-        overlap = set(fixed) & set(space.search)
-        if overlap:
-            raise ConfigError(f"--set {sorted(overlap)}: searched in {space.path}, cannot be fixed")
-        spaces.check_against_config(spaces.Space(space.name, space.path, fixed, space.search))
-        for key in ("num_samples", "concurrency"):
-            value = getattr(args, key)
-            if value is not None and value < 1:
-                raise ConfigError(f"--{key.replace('_', '-')}={value}: expected >= 1")
-        if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
-            raise ConfigError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
-        if args.address is None and "dataset" not in space.search:
-            # In-process Ray: the data must be here, so a missing file fails now, not per trial.
-            # (On a cluster the workers read it, so only they can tell.)
-            from kdgan import data as data_mod
-
-            data_mod.load(Config.from_dict({k: v for k, v in fixed.items() if k != "pretrain_cache"}))
-    except (spaces.SpaceError, ConfigError, DataError) as e:
+    try:
+        space, fixed, name, num_samples = plan(args)
+    except (spaces.SpaceError, ConfigError, DataError, exp.ExperimentError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    num_samples = args.num_samples or (4 if args.smoke else 32)
-    name = args.name or f"kdgan-{space.name}{'-smoke' if args.smoke else ''}"
-    return run_search(space, fixed, args, name, num_samples)
+    try:
+        return run_search(space, fixed, args, name, num_samples)
+    except (exp.ExperimentError, ResultsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except SearchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; run the same command to resume", file=sys.stderr)
+        return INTERRUPTED
 
 
+# ---------------------------------------------------------------------------- the search
 def run_search(space: spaces.Space, fixed: dict[str, Any], args: argparse.Namespace,
                name: str, num_samples: int) -> int:
-    import ray
-    from ray import tune
-    from ray.tune import CLIReporter
-    from ray.tune.schedulers import ASHAScheduler
+    """Hold the experiment, check its files, start or join Ray, run the Tuner, report."""
+    experiment = exp.local_dir(args.storage_path, name)
+    with exp.ExperimentLock(experiment):
+        if args.fresh:
+            removed = exp.clear(experiment, args.storage_path, name)
+            if removed:
+                print(f"--fresh: removed {', '.join(removed)} from {experiment}", flush=True)
+        exp.check_files(experiment)
+        param_space = _param_space(space, fixed, args, experiment)
+        t0 = time.time()
+        with _connect(args.address, args.connect_timeout):
+            ray_init_s = time.time() - t0
+            _wait_for_resources(args.cpus_per_trial, args.gpus_per_trial, args.wait_resources,
+                                local=not args.address)
+            results = ParquetResults(experiment)
+            tuner = _tuner(space, fixed, args, name, num_samples, experiment, param_space,
+                           results, t0)
+            grid = tuner.fit()
+            cluster_cpus = _cluster_cpus()
+        return _finish(space, args, experiment, grid, num_samples, t0, ray_init_s, cluster_cpus)
 
-    # With s3:// or gs:// storage, the Optuna study (SQLite) and the Parquet files stay on
-    # the driver under ~/kdgan_results/<name>; trials and checkpoints go to the storage.
-    remote = "://" in args.storage_path
-    experiment = Path("~/kdgan_results" if remote else args.storage_path).expanduser() / name
-    experiment.mkdir(parents=True, exist_ok=True)
-    pretrain_cache = args.pretrain_cache or str(experiment / "pretrain")
+
+def _cluster_cpus() -> float:
+    import ray
+
+    return ray.cluster_resources().get("CPU", 0)
+
+
+def _param_space(space: spaces.Space, fixed: dict[str, Any], args: argparse.Namespace,
+                 experiment: Path) -> dict[str, Any]:
+    fixed = dict(fixed)
     if args.gpus_per_trial > 0 and "device" not in fixed:
         fixed["device"] = "cuda"
-    param_space = {**fixed, **tune_space(space), "pretrain_cache": pretrain_cache,
+    param_space = {**fixed, **tune_space(space),
+                   "pretrain_cache": args.pretrain_cache or str(experiment / "pretrain"),
                    "_checkpoint_every": args.checkpoint_every}
-    if args.cpus_per_trial and "threads" not in fixed:
+    if "threads" not in fixed:
         param_space["threads"] = max(1, int(args.cpus_per_trial))
-
-    t0 = time.time()
-    with _connect(args.address):
-        ray_init_s = time.time() - t0
-        return _search(space, fixed, args, name, num_samples, experiment, param_space, t0,
-                       ray_init_s)
+    return param_space
 
 
-@contextlib.contextmanager
-def _connect(address: str | None):
-    """Join the cluster at `address`, or start Ray here on loopback; shut down on exit."""
-    import ray
-
-    if not address:
-        with local_ray():
-            yield
-        return
-    ray.init(address=address)
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
-def _search(space, fixed, args, name, num_samples, experiment, param_space, t0, ray_init_s):
-    import ray
+def _tuner(space, fixed, args, name, num_samples, experiment, param_space, results, t0):
+    """A new Tuner, or the one of an interrupted search restored from its state."""
     from ray import tune
     from ray.tune import CLIReporter
     from ray.tune.schedulers import ASHAScheduler
@@ -352,50 +525,69 @@ def _search(space, fixed, args, name, num_samples, experiment, param_space, t0, 
     trainable = tune.with_resources(kdgan_trainable, {"cpu": args.cpus_per_trial,
                                                       "gpu": args.gpus_per_trial})
     tune.register_trainable(TRAINABLE_NAME, trainable)
-    results = ParquetResults(experiment)
+    restore_path = f"{args.storage_path.rstrip('/')}/{name}"
+    if tune.Tuner.can_restore(restore_path):
+        print(f"resuming {restore_path}", flush=True)
+        try:
+            return tune.Tuner.restore(restore_path, trainable=TRAINABLE_NAME, resume_errored=True,
+                                      param_space=param_space)
+        except Exception as e:  # noqa: BLE001 - Tune raises many types for a damaged state
+            raise exp.ExperimentError(f"{restore_path}: Tune's saved state cannot be restored "
+                                      f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                                      "start over with --fresh") from None
     reporter = CLIReporter(
         parameter_columns={k: k for k in space.search},
         metric_columns={"epoch": "epoch", "val/acc": "val", OBJECTIVE: "best val",
-                        "test_acc_at_best": "test@best"},
+                        "test_acc": "test@best"},
         max_report_frequency=30, sort_by_metric=True, metric=OBJECTIVE, mode="max")
     run_config = tune.RunConfig(
         name=name, storage_path=args.storage_path, callbacks=[results],
         failure_config=tune.FailureConfig(max_failures=args.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         progress_reporter=reporter, verbose=1)
-    restore_path = f"{args.storage_path.rstrip('/')}/{name}"
-    if tune.Tuner.can_restore(restore_path):
-        print(f"resuming {restore_path}", flush=True)
-        tuner = tune.Tuner.restore(restore_path, trainable=TRAINABLE_NAME, resume_errored=True,
-                                   param_space=param_space)
-    else:
-        searcher = _optuna_search(OBJECTIVE, args.seed, f"sqlite:///{experiment / 'optuna.db'}",
-                                  f"{name}-{int(t0)}", args.sampler)
-        scheduler = None
-        if args.asha:
-            # ASHA compares trials on this epoch's validation accuracy: the running best would
-            # tie every trial at the score of the pretraining they share.
-            scheduler = ASHAScheduler(metric="val/acc", mode="max", time_attr="epoch",
-                                      max_t=int(fixed.get("epochs", Config().epochs)),
-                                      grace_period=args.grace_epochs)
-        tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
-                                      num_samples=num_samples, reuse_actors=True,
-                                      max_concurrent_trials=args.concurrency)
-        tuner = tune.Tuner(TRAINABLE_NAME, param_space=param_space, tune_config=tune_config,
-                           run_config=run_config)
-    cluster_cpus = ray.cluster_resources().get("CPU", 0)
-    grid = tuner.fit()
+    # The study is named after the experiment (one search holds it at a time: the lock).
+    searcher = _optuna_search(OBJECTIVE, args.seed, f"sqlite:///{experiment / 'optuna.db'}",
+                              name, args.sampler)
+    scheduler = None
+    if args.asha:
+        # ASHA compares trials on this epoch's validation accuracy: the running best would
+        # tie every trial at the score of the pretraining they share.
+        scheduler = ASHAScheduler(metric="val/acc", mode="max", time_attr="epoch",
+                                  max_t=int(fixed.get("epochs", Config().epochs)),
+                                  grace_period=args.grace_epochs)
+    tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
+                                  num_samples=num_samples, reuse_actors=True,
+                                  max_concurrent_trials=args.concurrency)
+    return tune.Tuner(TRAINABLE_NAME, param_space=param_space, tune_config=tune_config,
+                      run_config=run_config)
+
+
+def _finish(space, args, experiment: Path, grid, num_samples: int, t0: float,
+            ray_init_s: float, cluster_cpus: float) -> int:
+    """Mark what did not finish, settle Optuna, compact the results, log and print."""
+    # A search ends complete with num_samples finished trials; fewer, or a trial still
+    # running, means it was interrupted (Tune handles SIGINT itself and returns normally).
+    known = {t.trial_id: t.status for t in grid._experiment_analysis.trials}  # Tune's state
+    set_aside_orphans(experiment, set(known))
+    rows = read_trials(experiment)
+    unfinished = set() if rows.empty else set(rows.loc[~rows["status"].isin(FINAL), "trial_id"])
+    unfinished |= {t for t, status in known.items() if status not in ("TERMINATED", "ERROR")}
+    interrupted = bool(unfinished) or int(0 if rows.empty else rows["status"].isin(FINAL).sum()) < num_samples
+    _mark_unfinished(experiment, unfinished)
+    orphans = 0 if interrupted else _fail_orphans(experiment)
+    trials, _ = compact(experiment)
     wall = time.time() - t0
-    trials, _ = results.frames()
     _log_invocation(experiment, {"started": t0, "wall_s": wall, "num_samples": num_samples,
                                  "concurrency": args.concurrency, "cpus_per_trial": args.cpus_per_trial,
                                  "gpus_per_trial": args.gpus_per_trial, "sampler": args.sampler,
                                  "seed": args.seed, "asha": args.asha, "smoke": args.smoke,
                                  "address": args.address or "local", "trials": len(trials),
+                                 "interrupted": interrupted, "optuna_orphans_failed": orphans,
                                  "cluster_cpus": cluster_cpus, "ray_init_s": ray_init_s})
-    print(f"\n{len(trials)} trials in {wall:.0f}s "
-          f"({', '.join(f'{k} {v}' for k, v in trials['status'].value_counts().items())})")
-    done = trials[trials["best_val_acc"].notna()]
+    counts = trials["status"].value_counts() if not trials.empty else {}
+    print(f"\n{len(trials)} trials, this invocation {wall:.0f}s "
+          f"({', '.join(f'{k} {v}' for k, v in counts.items())})")
+    done = trials[trials["best_val_acc"].notna()] if not trials.empty else trials
     if not done.empty:
         best = done.loc[done["best_val_acc"].idxmax()]
         print(f"best trial {best['trial_id']}: " + ", ".join(f"{k}={best[k]:.4g}" for k in space.search
@@ -404,7 +596,36 @@ def _search(space, fixed, args, name, num_samples, experiment, param_space, t0, 
               f"(epoch {int(best['best_epoch'])})")
     print(f"results: {experiment / 'trials.parquet'}, {experiment / 'epochs.parquet'}; "
           f"Optuna study: sqlite:///{experiment / 'optuna.db'}")
-    return 0 if grid.num_terminated else 1
+    if interrupted:
+        print(f"interrupted with {num_samples - len(trials) + len(unfinished)} trial(s) to run; "
+              "run the same command to resume", file=sys.stderr)
+        return INTERRUPTED
+    return 0 if (trials["status"] == "TERMINATED").any() else 1
+
+
+def _mark_unfinished(experiment: Path, unfinished: set[str]) -> None:
+    """Rows of trials cut short by an interruption say so (not STOPPED, which is ASHA's)."""
+    from kdgan.results import PARTS
+
+    import pandas as pd
+
+    for trial_id in unfinished:
+        path = experiment / PARTS / "trials" / f"{trial_id}.parquet"
+        if path.exists():
+            row = pd.read_parquet(path)
+            row["status"] = "INTERRUPTED"
+            atomic_write(path, lambda tmp: row.to_parquet(tmp, index=False))
+
+
+def _log_invocation(experiment: Path, record: dict[str, Any]) -> None:
+    """Append this invocation of the search to <experiment>/search.json (one per resume)."""
+    path = experiment / "search.json"
+    try:
+        history = json.loads(path.read_text()) if path.exists() else []
+    except ValueError:
+        history = []  # a damaged log is not worth failing a finished search for
+    history.append(record)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(history, indent=2)))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import pandas as pd
 import pytest
 
 from kdgan import tune as tune_mod
-from kdgan.results import EPOCHS, TRIALS
+from kdgan.results import EPOCHS, TRIALS, read_epochs, read_trials
 
 from conftest import write_blobs_npz
 
@@ -124,59 +125,102 @@ def test_asha_stopped_trials_reach_optuna_as_pruned(tmp_path):
     assert all(max(t.intermediate_values) == 4 for t in complete)
 
 
-def _trial_count(path: Path) -> int:
+def _finished_count(experiment: Path) -> int:
     try:
-        return len(pd.read_parquet(path))
+        trials = read_trials(experiment)
+        return int((trials["status"] == "TERMINATED").sum()) if len(trials) else 0
     except Exception:
         return 0
 
 
-def test_a_killed_search_resumes_losing_and_repeating_nothing(tmp_path):
+def _start(cmd: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _interrupt_after(cmd: list[str], experiment: Path, finished: int, sig: int) -> subprocess.Popen:
+    """Start the search and send `sig` to its process group once `finished` trials ended."""
+    proc = _start(cmd)
+    deadline = time.time() + 240
+    while _finished_count(experiment) < finished and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.3)
+    assert proc.poll() is None, "the search ended before it could be interrupted"
+    os.killpg(proc.pid, sig)
+    proc.wait(timeout=120)
+    return proc
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_an_interrupted_search_resumes_losing_and_repeating_nothing(tmp_path, sig):
+    """kill -9 of the driver and its Ray, or Ctrl-C (SIGINT to the process group), after two
+    trials have finished; the same command then completes the search, and every file agrees:
+    trials.parquet, epochs.parquet, their parts, optuna.db and Tune's state."""
+    from benchmarks.faults import audit
+
     space = _space(tmp_path, epochs=3)
     storage = tmp_path / "results"
+    experiment = storage / "killed"
     cmd = [sys.executable, "-m", "kdgan.tune", "--space", str(space), "--num-samples", "6",
            "--concurrency", "1", "--storage-path", str(storage), "--name", "killed"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    trials_file = storage / "killed" / TRIALS
-    first = subprocess.Popen(cmd, env=env, start_new_session=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while _trial_count(trials_file) < 2 and time.time() < deadline and first.poll() is None:
-        time.sleep(0.5)
-    assert first.poll() is None, "the search ended before it could be killed"
-    os.killpg(first.pid, signal.SIGKILL)  # kill -9 of the driver and the Ray it started
-    first.wait()
-    before = pd.read_parquet(trials_file)
+    first = _interrupt_after(cmd, experiment, 2, sig)
+    if sig == signal.SIGINT:  # Ctrl-C: exit 130, and the cut trial does not look finished
+        out = first.stdout.read()
+        assert first.returncode == 130, out[-3000:]
+        trials = pd.read_parquet(experiment / TRIALS)
+        assert "INTERRUPTED" in set(trials["status"]) and "STOPPED" not in set(trials["status"])
+    before = read_trials(experiment)
     done_before = before[before["status"] == "TERMINATED"]
     assert 2 <= len(done_before) < 6
+    epochs_before = read_epochs(experiment)
 
-    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=400,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "resuming" in second.stdout
-    after = pd.read_parquet(trials_file)
+    assert "6 trials" in second.stdout  # the final line counts every trial, not this life's
+    after = pd.read_parquet(experiment / TRIALS)
     assert len(after) == 6 and after["trial_id"].is_unique
     assert (after["status"] == "TERMINATED").all()
-    # the trials finished before the kill are kept as they were, not run again
+    # the trials finished before the interruption are kept as they were, not run again
     kept = after.set_index("trial_id").loc[done_before["trial_id"]]
     assert (kept["alpha"].values == done_before["alpha"].values).all()
     assert (kept["best_val_acc"].values == done_before["best_val_acc"].values).all()
     assert (kept["wall_s"].values == done_before["wall_s"].values).all()  # not run again
-    assert len(_study(storage / "killed").trials) >= 6
+    # and so are their epoch rows (the bug: a restore brought back an empty callback)
+    epochs = pd.read_parquet(experiment / EPOCHS)
+    old = epochs_before[epochs_before["trial_id"].isin(done_before["trial_id"])]
+    new = epochs.merge(old[["trial_id", "epoch"]], on=["trial_id", "epoch"])
+    assert len(new) == len(old) == 4 * len(done_before)
+    report = audit(experiment, 6)
+    assert report["epoch_rows_lost"] == report["epoch_rows_duplicated"] == 0, report
+    assert report["optuna_running"] == 0 and report["optuna_complete"] == 6, report
+    assert report["compacted_matches_parts"] and report["tune_matches_parquet"], report
+    search_log = json.loads((experiment / "search.json").read_text())
+    assert [r["trials"] for r in search_log][-1] == 6
 
 
 def test_a_failed_trial_is_retried_from_its_last_checkpoint(tmp_path, monkeypatch):
     """Each trial crashes once before epoch 4; FailureConfig retries it from the checkpoint
     of epoch 2, and it ends with the same history as a trial that never crashed."""
     space = _space(tmp_path, epochs=4)
-    monkeypatch.setenv("KDGAN_CRASH_ONCE", f"4:{tmp_path / 'crashed'}")
+    tests_dir = str(Path(__file__).parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("KDGAN_EPOCH_HOOK", "faults:crash_once")
+    monkeypatch.setenv("KDGAN_CRASH_AT", "4")
+    monkeypatch.setenv("KDGAN_CRASH_DIR", str(tmp_path / "crashed"))
     rc = tune_mod.main(["--space", str(space), "--num-samples", "2", "--storage-path",
                         str(tmp_path / "results"), "--name", "retry", "--checkpoint-every", "2",
                         "--max-failures", "1"])
     assert rc == 0
-    assert len(list(tmp_path.glob("crashed.*"))) == 2  # both trials did crash
+    assert len(list((tmp_path / "crashed").iterdir())) == 2  # both trials did crash
     experiment = tmp_path / "results" / "retry"
     trials = pd.read_parquet(experiment / TRIALS)
     assert (trials["status"] == "TERMINATED").all() and (trials["epochs_run"] == 4).all()
+    # the files keep the history: a failure and a second life each, the time of both lives
+    assert (trials["failures"] == 1).all() and (trials["lives"] == 2).all()
+    assert (trials["trial_s"] > 0).all()
     epochs = pd.read_parquet(experiment / EPOCHS)
     for t in trials["trial_id"]:
         assert epochs.loc[epochs["trial_id"] == t, "epoch"].tolist() == [0, 1, 2, 3, 4]
@@ -205,6 +249,10 @@ def test_the_ray_internals_kdgan_relies_on_are_there(tmp_path):
     searcher.set_search_properties("m", "max", {"a": tune.uniform(0, 1)})
     assert searcher.suggest("t1")["a"] is not None
     assert set(searcher._ot_trials) == {"t1"}
+    assert searcher._storage.get_study_id_from_name(searcher._study_name) is not None
+    searcher.on_trial_result("t1", {"m": 0.25, "epoch": 1})  # by epoch; the last report wins
+    searcher.on_trial_result("t1", {"m": 0.5, "epoch": 1})
+    assert searcher._ot_study.trials[0].intermediate_values == {1: 0.5}
     assert searcher._ot_study.trials[0].state == optuna.trial.TrialState.RUNNING
     searcher.on_trial_complete("t1", {"m": 0.5, "epoch": 1, "epochs_total": 3})  # stopped early
     assert searcher._ot_study.trials[0].state == optuna.trial.TrialState.PRUNED

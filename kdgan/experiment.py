@@ -1,0 +1,166 @@
+"""An experiment folder of `kdgan.tune`: its name, where it lives, who holds it, and the
+checks of its files that run before Ray starts. No Ray, no torch.
+
+    <storage>/<name>/            Tune's state and trial folders (local storage), and:
+        .lock, lock.json         the search that holds the experiment (one at a time)
+        optuna.db                the Optuna study
+        parts/, trials.parquet, epochs.parquet   the results (kdgan.results)
+        search.json              one record per invocation
+        pretrain/                the pretrained players shared by its trials
+
+With remote storage (s3://, gs://, ...) Tune's state goes there and the rest stays on the
+driver under ~/kdgan_results/<name>.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from kdgan.io import atomic_write
+from kdgan.results import PARTS, compact
+
+# A name is one folder: letters, digits, '.', '_', '-', not starting with '.' or '-'.
+NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+LOCK = ".lock"
+HOLDER = "lock.json"
+KEEP_ON_FRESH = ("pretrain", LOCK, HOLDER)  # pretrained players are keyed by what they read
+
+
+class ExperimentError(ValueError):
+    """Something about the experiment folder a user must act on; the message says what."""
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.fullmatch(name or ""):
+        raise ExperimentError(f"--name {name!r}: expected a plain folder name (letters, digits, "
+                              "'.', '_', '-'; no '/', not starting with '.' or '-')")
+    return name
+
+
+def is_remote(storage: str) -> bool:
+    return "://" in storage
+
+
+def resolve_storage(storage: str) -> str:
+    """A local storage path made absolute and checked writable; a URI returned as given."""
+    if is_remote(storage):
+        scheme = storage.split("://", 1)[0]
+        if not re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme):
+            raise ExperimentError(f"--storage-path {storage!r}: not a URI (scheme {scheme!r})")
+        return storage
+    if not storage:
+        raise ExperimentError("--storage-path is empty: give a folder (relative paths work)")
+    path = Path(storage).expanduser().absolute()
+    for parent in (path, *path.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise ExperimentError(f"--storage-path {storage}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ExperimentError(f"--storage-path {storage}: {parent} is not writable")
+            break
+    return str(path)
+
+
+def local_dir(storage: str, name: str) -> Path:
+    """Where the driver keeps the experiment's own files (see the module docstring)."""
+    root = Path("~/kdgan_results").expanduser() if is_remote(storage) else Path(storage)
+    return root / name
+
+
+class ExperimentLocked(ExperimentError):
+    pass
+
+
+class ExperimentLock:
+    """One search per experiment: an exclusive lock on <experiment>/.lock, with the holder
+    (host, PID, start time) in lock.json.
+
+    The lock is the kernel's (flock): it is released when its holder's process ends, however
+    it ends, so a lock left by a killed search is free without any guess about the holder's
+    state; lock.json only names the holder for the message.
+    """
+
+    def __init__(self, experiment: Path) -> None:
+        from filelock import FileLock
+
+        self.dir = Path(experiment)
+        self._lock = FileLock(str(self.dir / LOCK), timeout=0)
+
+    def __enter__(self) -> "ExperimentLock":
+        from filelock import Timeout
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise ExperimentLocked(f"{self.dir} is in use by {self.holder_text()}; wait for that "
+                                   "search to end, stop it, or use another --name") from None
+        holder = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(),
+                  "started_iso": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())}
+        atomic_write(self.dir / HOLDER, lambda tmp: tmp.write_text(json.dumps(holder)))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            (self.dir / HOLDER).unlink(missing_ok=True)
+        finally:
+            self._lock.release()
+
+    def holder_text(self) -> str:
+        try:
+            h = json.loads((self.dir / HOLDER).read_text())
+            return f"the search of PID {h['pid']} on {h['host']}, started {h['started_iso']}"
+        except (OSError, ValueError, KeyError):
+            return "another search (its lock.json is not readable yet)"
+
+
+def clear(experiment: Path, storage: str, name: str) -> list[str]:
+    """--fresh: remove the experiment's results, study and Tune state (not its pretrained
+    players, nor the lock this process holds). Returns what was removed."""
+    removed = []
+    for path in sorted(Path(experiment).iterdir()) if Path(experiment).is_dir() else []:
+        if path.name in KEEP_ON_FRESH:
+            continue
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+        removed.append(path.name)
+    if is_remote(storage):  # Tune's state lives there
+        import pyarrow.fs
+
+        fs, root = pyarrow.fs.FileSystem.from_uri(f"{storage.rstrip('/')}/{name}")
+        if fs.get_file_info(root).type != pyarrow.fs.FileType.NotFound:
+            fs.delete_dir(root)
+            removed.append(f"{storage.rstrip('/')}/{name}")
+    return removed
+
+
+def check_files(experiment: Path) -> None:
+    """Before Ray starts: the results parts read (and the compacted files rebuilt from them,
+    which repairs a damaged or stale trials.parquet / epochs.parquet), and the Optuna study
+    opens. Each failure names the file and the way out."""
+    from kdgan.results import ResultsError
+
+    experiment = Path(experiment)
+    if (experiment / PARTS).is_dir():
+        try:
+            compact(experiment)
+        except ResultsError as e:
+            raise ExperimentError(str(e)) from None
+    db = experiment / "optuna.db"
+    if db.exists():
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+                tables = {r[0] for r in con.execute("select name from sqlite_master")}
+        except sqlite3.DatabaseError as e:
+            raise ExperimentError(f"{db}: not a readable Optuna study ({e}); start over with "
+                                  "--fresh (the pretrained players are kept)") from None
+        if "trials" not in tables or "studies" not in tables:
+            raise ExperimentError(f"{db}: not an Optuna study (no trials table); start over "
+                                  "with --fresh (the pretrained players are kept)")
