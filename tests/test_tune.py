@@ -15,6 +15,7 @@ import optuna
 import pandas as pd
 import pytest
 
+from benchmarks.faults import SPACE as FAULTS_SPACE
 from kdgan import tune as tune_mod
 from kdgan.results import EPOCHS, TRIALS, read_epochs, read_trials
 
@@ -22,28 +23,7 @@ from conftest import write_blobs_npz
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
-SPACE = """
-fixed:
-  dataset: {data}
-  n: 60
-  cls_arch: mlp-small
-  tch_arch: linear
-  dis_arch: mlp-small
-  batch_size: 20
-  pretrain_epochs: 2
-  dis_pretrain_epochs: 1
-  epochs: {epochs}
-  cls_steps: 1
-  tch_steps: 1
-  dis_steps: 1
-  augment: false
-  eval_batch_size: 500
-search:
-  alpha: {{uniform: [0.0, 1.0]}}
-  beta: {{loguniform: [1.0e-3, 1.0e+3]}}
-  gamma: {{loguniform: [1.0e-4, 1.0e+2]}}
-{extra}
-"""
+SPACE = FAULTS_SPACE + "{extra}\n"  # the fault script's tiny space, plus a test's own lines
 
 
 def _space(tmp_path: Path, epochs: int = 2, extra: str = "") -> Path:
