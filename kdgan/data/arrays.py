@@ -238,6 +238,10 @@ def _hold_out_val(arrays: dict[str, np.ndarray], val_size: int, source: str) -> 
     """The last val_size training examples become the validation split (as in mnist.pkl.gz,
     whose validation set is the last 10,000 of MNIST's 60,000 training images)."""
     pool = len(arrays["y_pool"])
+    for name in ("x", "xp"):  # a cut through arrays of other lengths would misalign them
+        a = arrays.get(f"{name}_pool")
+        if a is not None and len(a) != pool:
+            raise DataError(f"{source}: {name}_train has {len(a)} rows but y_train has {pool}")
     if val_size < 1 or val_size >= pool:
         raise ConfigError(f"val_size={val_size}: expected between 1 and {pool - 1} for {source}, "
                           "which has no validation arrays of its own")
