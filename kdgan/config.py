@@ -20,6 +20,10 @@ from typing import Any
 
 METHODS = ("kdgan", "nagan", "kdgan-wo-gm", "supervised", "mimic", "distn", "noisy", "codis",
            "teacher")
+# The names of kdgan.models.REGISTRY, in its order (a test checks they agree): validating a
+# config needs no torch and no model module.
+ARCHS = ("mlp", "lenet", "linear", "mlp-small", "cifar-cnn", "resnet110", "resnet20", "text-mlp",
+         "text-linear")
 DISTILL_LOSSES = ("l2", "kl")
 ESTIMATORS = ("gumbel", "straight-through", "reinforce")
 ADV_LOSSES = ("nonsaturating", "saturating")
@@ -302,10 +306,8 @@ class Config:
             raise ConfigError("aug_zoom and aug_shift: expected fractions below 1")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"device={self.device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
-        from kdgan.models import REGISTRY  # local import: models import torch
-
         for key in ("cls_arch", "tch_arch", "dis_arch"):
-            _choice(key, getattr(self, key), tuple(REGISTRY))
+            _choice(key, getattr(self, key), ARCHS)
         # the text players read image features and text: T and D on a tagged collection only
         if self.cls_arch.startswith("text-"):
             raise ConfigError(f"cls_arch={self.cls_arch!r}: the classifier never sees the text; "
@@ -384,4 +386,4 @@ def parse_overrides(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-__all__ = ["Config", "ConfigError", "METHODS", "parse_overrides"]
+__all__ = ["ARCHS", "Config", "ConfigError", "METHODS", "parse_overrides"]

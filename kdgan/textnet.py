@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kdgan.data import TextInput, TextShape
+from kdgan.data.types import TextInput, TextShape
 
 
 class TextImageNet(nn.Module):

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kdgan.data.cifar import CIFAR10_DIRNAME, write_cifar10_batches
+
 
 def blobs(n: int, k: int = 3, side: int = 8, seed: int = 0, noise: float = 0.35):
     """Images (n, side, side) in [0, 1]: class c lights a fixed random pattern, plus noise."""
@@ -31,6 +33,27 @@ def write_blobs_npz(path: Path, n_train: int = 300, n_val: int = 200, n_test: in
 @pytest.fixture
 def blobs_npz(tmp_path: Path) -> Path:
     return write_blobs_npz(tmp_path / "blobs.npz")
+
+
+CIFAR_TRAIN, CIFAR_TEST = 100, 20  # cifar_tiny: 5 batches of 20 training images, a test batch of 20
+
+
+def cifar_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 32, 32, 3) uint8 with every pixel value present, labels cycling over 0..9."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+    x[0, 0, 0] = (0, 255, 7)
+    y = (np.arange(n) + seed) % 10
+    return x, y
+
+
+@pytest.fixture
+def cifar_tiny(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """CIFAR-10 python batches in tmp_path: (root, x, y, test x, test y) as written."""
+    x, y = cifar_images(CIFAR_TRAIN, seed=1)
+    xt, yt = cifar_images(CIFAR_TEST, seed=2)
+    root = write_cifar10_batches(tmp_path / CIFAR10_DIRNAME, x, y, xt, yt)
+    return root, x, y, xt, yt
 
 
 # A tiny, fast configuration of the whole game on `blobs_npz` (small players, few epochs).

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kdgan.config import Config, ConfigError, parse_overrides
+from kdgan.config import ARCHS, Config, ConfigError, parse_overrides
+from kdgan.models import REGISTRY
 
 
 def test_defaults_are_valid_and_round_trip():
@@ -54,3 +55,8 @@ def test_strings_from_the_command_line_are_coerced():
 def test_set_needs_key_equals_value():
     with pytest.raises(ConfigError, match="expected key=value"):
         parse_overrides(["alpha"])
+
+
+def test_the_architecture_names_are_the_model_registry():
+    # config names the architectures without importing the models; this keeps them in step
+    assert ARCHS == tuple(REGISTRY)

@@ -61,6 +61,23 @@ def test_validation_is_held_out_when_the_file_has_none(tmp_path):
     assert np.array_equal(d.val.y.numpy(), y[-30:])
 
 
+@pytest.mark.parametrize("arrays,message", [
+    ({"y_train": np.zeros(99, np.int64)}, "x_train has 100 rows but y_train has 99"),
+    ({"xp_train": np.zeros((101, 5), np.float32), "xp_test": np.zeros((20, 5), np.float32)},
+     "xp_train has 101 rows but y_train has 100"),
+])
+@pytest.mark.parametrize("val_size", [30, 10_000])
+def test_train_arrays_that_disagree_on_rows_are_named_before_the_validation_split(
+        tmp_path, arrays, message, val_size):
+    # the split used to hide the mismatch: a val_size error, or the row counts after the cut
+    x, y = blobs(100)
+    xt, yt = blobs(20, seed=9)
+    np.savez(tmp_path / "d.npz", **{"x_train": x, "y_train": y, "x_test": xt, "y_test": yt,
+                                    **arrays})
+    with pytest.raises(DataError, match=rf"d\.npz: {message}$"):
+        _load(tmp_path / "d.npz", n=10, val_size=val_size)
+
+
 def test_privileged_arrays_reach_teacher_inputs(tmp_path):
     path = write_blobs_npz(tmp_path / "p.npz", xp_train=np.ones((300, 5), np.float32),
                            xp_val=np.ones((200, 5), np.float32),
@@ -129,6 +146,16 @@ def test_idx_directory_gzipped_or_not(tmp_path):
     assert (d.pool_size, len(d.val), len(d.test), d.in_shape) == (80, 40, 30, (1, 8, 8))
     np.testing.assert_allclose(d.test.x.numpy()[:, 0], xte / 255.0, rtol=1e-6)
     assert np.array_equal(d.val.y.numpy(), ytr[-40:])
+
+
+def test_idx_images_and_labels_that_disagree_on_rows_are_named(tmp_path):
+    rng = np.random.default_rng(0)
+    for stem, rows in (("train-images-idx3-ubyte", 120), ("train-labels-idx1-ubyte", 119),
+                       ("t10k-images-idx3-ubyte", 30), ("t10k-labels-idx1-ubyte", 30)):
+        shape = (rows, 8, 8) if "images" in stem else (rows,)
+        _write_idx(tmp_path / stem, rng.integers(0, 3, shape, dtype=np.uint8))
+    with pytest.raises(DataError, match=r"x_train has 120 rows but y_train has 119$"):
+        _load(tmp_path, n=20, val_size=40)
 
 
 def test_bad_idx_files(tmp_path):

