@@ -39,10 +39,10 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the compact CLIReporter tabl
 # checkpoint; that is what makes a killed search resumable, so the warning about it is noise.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
+from kdgan import data as data_mod  # noqa: E402
 from kdgan import experiment as exp  # noqa: E402
 from kdgan import spaces  # noqa: E402
 from kdgan.config import Config, ConfigError, parse_overrides  # noqa: E402
-from kdgan.data import DataError  # noqa: E402
 from kdgan.io import atomic_write  # noqa: E402
 from kdgan.results import (FINAL, ParquetResults, ResultsError, compact, read_trials,  # noqa: E402
                            set_aside_orphans)
@@ -438,8 +438,6 @@ def plan(args: argparse.Namespace) -> tuple[spaces.Space, dict[str, Any], str, i
     if args.address is None and "dataset" not in space.search:
         # In-process Ray: the data must be here, so a missing file fails now, not per trial.
         # (On a cluster the workers read it, so only they can tell.)
-        from kdgan import data as data_mod
-
         data_mod.load(Config.from_dict({k: v for k, v in fixed.items() if k != "pretrain_cache"}))
     num_samples = args.num_samples or (4 if args.smoke else 32)
     return space, fixed, name, num_samples
@@ -456,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         space, fixed, name, num_samples = plan(args)
-    except (spaces.SpaceError, ConfigError, DataError, exp.ExperimentError) as e:
+    except (spaces.SpaceError, ConfigError, data_mod.DataError, exp.ExperimentError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
