@@ -5,9 +5,9 @@ per trial per epoch), both derived from per-trial part files that are the record
     <experiment>/parts/epochs/<trial_id>.parquet   the trial's epoch rows, likewise
     <experiment>/trials.parquet, epochs.parquet    every part in one file (compacted)
 
-A result costs one write of its own trial's parts, whatever the size of the search (a
-rewrite of every row, as before, grew with the square of the search and blocked Tune's event
-loop). The compacted files are rebuilt from the parts in a background thread at most every
+A result costs one write of that trial's row (its epoch rows too with a checkpoint and at
+the trial's end), whatever the size of the search (a rewrite of every row, as before, grew with the square of the search and
+blocked Tune's event loop). The compacted files are rebuilt from the parts in a background thread at most every
 `compact_every_s` seconds, when the search ends and when it starts again, so a reader opens
 one path with pandas as before; `read_trials` / `read_epochs` read the parts directly.
 
@@ -41,7 +41,8 @@ CONFIG_FIELDS = list(Config().to_dict())
 # Ray's bookkeeping that says nothing about the model; dropped from epochs.parquet.
 _RAY_KEYS = {"config", "timestamp", "checkpoint_dir_name", "should_checkpoint", "done",
              "training_iteration", "time_this_iter_s", "time_since_restore", "pid",
-             "iterations_since_restore", "date", "experiment_tag", "time_total_s", "life"}
+             "iterations_since_restore", "date", "experiment_tag", "time_total_s", "life",
+             "checkpointed"}
 # Trial statuses whose rows are final; any other row belongs to a trial still to run.
 FINAL = ("TERMINATED", "STOPPED", "DIVERGED", "ERROR")
 
@@ -161,7 +162,10 @@ class ParquetResults(Callback):
                     if k not in _RAY_KEYS and not isinstance(v, (dict, list))})
         self._epochs[trial.trial_id][int(result["epoch"])] = row
         self._update(trial, "RUNNING", result)
-        self._write(trial.trial_id, epochs=True)
+        # The trial's row (one line) at every result; its epoch rows with each checkpoint: a
+        # trial that dies resumes from its last checkpoint and reports the epochs after it
+        # again, so rows up to the checkpoint are all it needs.
+        self._write(trial.trial_id, epochs=bool(result.get("checkpointed") or result.get("diverged")))
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         """A trial failed and will be retried from its last checkpoint."""
@@ -177,6 +181,9 @@ class ParquetResults(Callback):
         self._end(trial, "ERROR")
 
     def on_experiment_end(self, trials, **info) -> None:
+        for trial_id in list(self._rows):  # still running: an interruption; keep what it did
+            if self._rows[trial_id]:
+                self._write(trial_id, epochs=True)
         self.stop_compactor()
         compact(self.dir)
 

@@ -95,6 +95,7 @@ def kdgan_trainable(config: dict[str, Any]) -> None:
                    "best_epoch": int(best["epoch"]), "epochs_total": run.cfg.epochs,
                    "wall_s": run.wall_s, "trial_s": time.perf_counter() - started, "life": life,
                    "diverged": False, "error": "", **node, **(extra or {})}
+        metrics["checkpointed"] = save  # kdgan.results writes its part files then
         if not save:
             tune.report(metrics)
             return

@@ -105,10 +105,10 @@ def test_asha_stopped_trials_reach_optuna_as_pruned(tmp_path):
     assert all(max(t.intermediate_values) == 4 for t in complete)
 
 
-def _finished_count(experiment: Path) -> int:
+def _count(experiment: Path, status: str) -> int:
     try:
         trials = read_trials(experiment)
-        return int((trials["status"] == "TERMINATED").sum()) if len(trials) else 0
+        return int((trials["status"] == status).sum()) if len(trials) else 0
     except Exception:
         return 0
 
@@ -120,11 +120,13 @@ def _start(cmd: list[str]) -> subprocess.Popen:
 
 
 def _interrupt_after(cmd: list[str], experiment: Path, finished: int, sig: int) -> subprocess.Popen:
-    """Start the search and send `sig` to its process group once `finished` trials ended."""
+    """Start the search and send `sig` to its process group once `finished` trials ended and
+    the next one has reported."""
     proc = _start(cmd)
     deadline = time.time() + 240
-    while _finished_count(experiment) < finished and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.3)
+    while (_count(experiment, "TERMINATED") < finished or _count(experiment, "RUNNING") < 1) \
+            and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
     assert proc.poll() is None, "the search ended before it could be interrupted"
     os.killpg(proc.pid, sig)
     proc.wait(timeout=120)
@@ -139,11 +141,12 @@ def test_an_interrupted_search_resumes_losing_and_repeating_nothing(tmp_path, si
     trials.parquet, epochs.parquet, their parts, optuna.db and Tune's state."""
     from benchmarks.faults import audit
 
-    space = _space(tmp_path, epochs=3)
+    space = _space(tmp_path, epochs=6)
     storage = tmp_path / "results"
     experiment = storage / "killed"
     cmd = [sys.executable, "-m", "kdgan.tune", "--space", str(space), "--num-samples", "6",
-           "--concurrency", "1", "--storage-path", str(storage), "--name", "killed"]
+           "--concurrency", "1", "--storage-path", str(storage), "--name", "killed",
+           "--checkpoint-every", "2"]
     first = _interrupt_after(cmd, experiment, 2, sig)
     if sig == signal.SIGINT:  # Ctrl-C: exit 130, and the cut trial does not look finished
         out = first.stdout.read()
@@ -172,7 +175,7 @@ def test_an_interrupted_search_resumes_losing_and_repeating_nothing(tmp_path, si
     epochs = pd.read_parquet(experiment / EPOCHS)
     old = epochs_before[epochs_before["trial_id"].isin(done_before["trial_id"])]
     new = epochs.merge(old[["trial_id", "epoch"]], on=["trial_id", "epoch"])
-    assert len(new) == len(old) == 4 * len(done_before)
+    assert len(new) == len(old) == 7 * len(done_before)
     report = audit(experiment, 6)
     assert report["epoch_rows_lost"] == report["epoch_rows_duplicated"] == 0, report
     assert report["optuna_running"] == 0 and report["optuna_complete"] == 6, report
