@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -210,3 +213,91 @@ def test_gradient_variance_logging_matches_a_plain_computation(blobs_npz):
     expected = stacked.var(dim=0, unbiased=False).sum().item()
     assert row["grad/adv_var"] == pytest.approx(expected, rel=1e-4)
     assert row["grad/distill_var"] > 0 and "grad/adv_mean_sq" in row
+
+
+# Per-epoch values of short runs on `blobs_npz`, recorded from the game before it was split
+# into kdgan.batches and kdgan.gradvar (one CPU thread: a second one changes the last bits of
+# some reductions). Exact equality: the same random draws in the same order, the same
+# arithmetic. `digest` covers every other column of the history.
+GOLDEN_RUNS = {
+    "kdgan": {"method": "kdgan"},
+    "kdgan-wo-gm": {"method": "kdgan-wo-gm"},
+    "kdgan-folds-unlabeled-gradvar": {"method": "kdgan", "tch_folds": 2, "unlabeled": 100,
+                                      "log_grad_variance": True},
+    "codis": {"method": "codis"},
+    "noisy": {"method": "noisy", "noisy_rate": 0.5},
+}
+GOLDEN = {
+    "kdgan": {
+        "digest": "c633ae6aa4026d93",
+        "pretrain/cls_ce": [1.0465083122253418],
+        "pretrain/tch_ce": [1.002566973368327],
+        "pretrain/dis_loss": [1.3661127090454102],
+        "dis/loss": [1.3756073713302612, 1.3791537284851074, 1.3743170499801636],
+        "tch/loss": [0.5494163632392883, 0.5558916926383972, 0.5443582534790039],
+        "cls/loss": [0.15414565801620483, 0.17671479284763336, 0.183680921792984],
+        "val/acc": [0.595, 0.785, 0.765, 0.425],
+    },
+    "kdgan-wo-gm": {
+        "digest": "bf3910db21f04dcf",
+        "pretrain/cls_ce": [1.0465083122253418],
+        "pretrain/tch_ce": [1.002566973368327],
+        "pretrain/dis_loss": [1.3661127090454102],
+        "dis/loss": [1.3756073713302612, 1.3574692010879517, 1.3786654472351074],
+        "tch/loss": [0.005924862809479237, -0.0012356439838185906, -0.0015235436148941517],
+        "cls/loss": [0.017514675855636597, 0.03228450566530228, 0.03978439420461655],
+        "val/acc": [0.595, 0.82, 0.87, 0.425],
+    },
+    "kdgan-folds-unlabeled-gradvar": {
+        "digest": "0702a8efb05862b4",
+        "pretrain/cls_ce": [1.0465083122253418],
+        "pretrain/tch_ce": [1.0283393859863281],
+        "pretrain/dis_loss": [1.3656492233276367],
+        "dis/loss": [1.37611985206604, 1.3609429597854614, 1.3594775199890137],
+        "tch/loss": [0.5392443537712097, 0.5498398542404175, 0.5398222208023071],
+        "cls/loss": [0.1570816934108734, 0.17397555708885193, 0.17867396771907806],
+        "grad/adv_var": [5.0169273890787736e-05, 0.00036999201984144747, 0.0006790895713493228],
+        "val/acc": [0.595, 0.8, 0.81, 0.445],
+    },
+    "codis": {
+        "digest": "03ab775e11aa3a5b",
+        "pretrain/cls_ce": [1.0465083122253418],
+        "pretrain/tch_ce": [1.002566973368327],
+        "tch/loss": [0.9596801400184631, 0.9456145167350769, 0.9092111587524414],
+        "cls/loss": [1.0176169872283936, 1.0042946338653564, 1.0148296356201172],
+        "val/acc": [0.595, 0.605, 0.615, 0.62],
+    },
+    "noisy": {
+        "digest": "da5003050f840710",
+        "pretrain/cls_ce": [1.0465083122253418],
+        "pretrain/tch_ce": [1.002566973368327],
+        "cls/loss": [0.0708976686000824, 0.057275526225566864, 0.041199810802936554],
+        "val/acc": [0.595, 0.45, 0.32, 0.315],
+    },
+}
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def _digest(history: pd.DataFrame) -> str:
+    h = history.drop(columns=["time/epoch_s"])
+    blob = "|".join(h.columns).encode() + h.to_numpy(np.float64).tobytes()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("name", list(GOLDEN_RUNS))
+def test_a_run_repeats_the_recorded_histories_exactly(blobs_npz, one_thread, name):
+    run = Run(Config(dataset=str(blobs_npz), **{**TINY, **GOLDEN_RUNS[name], "threads": 1}))
+    run.pretrain()
+    while not run.finished:
+        run.play_epoch()
+    h = run.history_frame()
+    for column, values in GOLDEN[name].items():
+        if column != "digest":
+            assert h[column].dropna().tolist() == values, column
+    assert _digest(h) == GOLDEN[name]["digest"]
