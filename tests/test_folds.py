@@ -9,7 +9,8 @@ from torch import nn
 
 from kdgan import tags
 from kdgan.config import Config, ConfigError
-from kdgan.game import FoldedTeacher, Game, fold_ids
+from kdgan.batches import fold_ids
+from kdgan.game import FoldedTeacher, Game
 
 
 def _teacher(k: int = 3, d: int = 4, classes: int = 5) -> FoldedTeacher:
@@ -83,8 +84,8 @@ def test_the_game_runs_with_an_out_of_fold_teacher_and_unlabelled_rows(tmp_path)
                             "cls_arch": "mlp-small"})
     game = Game(cfg, tags.load(cfg), torch.device("cpu"))
     game.pretrain()
-    x, xp, y = game.batch(transfer=True)
-    assert (game._batch_fold[: cfg.batch_size] >= 0).all() and (game._batch_fold[cfg.batch_size:] == -1).all()
+    fold = game.batches.draw(transfer=True).fold
+    assert (fold[: cfg.batch_size] >= 0).all() and (fold[cfg.batch_size:] == -1).all()
     terms = game.play_epoch(tau=1.0)
     assert all(torch.isfinite(torch.as_tensor(v)) for v in terms.values())
 

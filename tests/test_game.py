@@ -11,7 +11,7 @@ import torch
 
 from kdgan import data as data_mod
 from kdgan.config import Config
-from kdgan.game import Game, effective_config
+from kdgan.game import Game, Weights, effective_config
 from kdgan.methods import METHODS, codis, distn, mimic, noisy
 from kdgan.run import Run
 
@@ -54,8 +54,9 @@ def test_discriminator_reaches_lemma_4_1_optimum(dis_target, tol):
     game = Game(cfg, data, torch.device("cpu"))
     _fix_output(game.players["cls"], p_c)
     _fix_output(game.players["tch"], p_t)
+    weights = Weights(alpha=alpha, beta=1.0, gamma=1.0)
     for _ in range(600):
-        game.dis_step(tau=0.1, alpha=alpha)
+        game.dis_step(game.batches.draw(), tau=0.1, w=weights)
     with torch.no_grad():
         d = torch.sigmoid(game.players["dis"](torch.zeros(1, 1)))[0].numpy()
     p_alpha = alpha * p_c + (1 - alpha) * p_t
@@ -199,7 +200,7 @@ def test_gradient_variance_logging_matches_a_plain_computation(blobs_npz):
                      **{**TINY, "epochs": 1, "cls_steps": 3}))
     run.pretrain()
     seen = []
-    real = run.game._track_gradients
+    real = run.game.gradvar.track
 
     def spy(terms):
         params = [p for p in run.game.players["cls"].parameters()]
@@ -207,7 +208,7 @@ def test_gradient_variance_logging_matches_a_plain_computation(blobs_npz):
         seen.append(torch.cat([x.reshape(-1) for x in g]))
         real(terms)
 
-    run.game._track_gradients = spy
+    run.game.gradvar.track = spy
     row = run.play_epoch()
     stacked = torch.stack(seen)  # (steps, params)
     expected = stacked.var(dim=0, unbiased=False).sum().item()
