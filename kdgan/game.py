@@ -5,7 +5,8 @@ privileged input xp, which is x itself when the privilege is only model capacity
 D scores a label vector y against per-class scores s(xp): D(x, y) = sigmoid(<y, s(xp)>).
 
 A method (`kdgan.methods`) is a choice of players and of how they are trained; the players,
-minibatches, pretraining and evaluation here are shared by all of them.
+pretraining and evaluation here, and the minibatches of `kdgan.batches`, are shared by all of
+them. Every step takes the minibatch it works on and draws nothing for it.
 Ray never appears here: `kdgan.run` drives a Game epoch by epoch, `kdgan.tune` wraps that.
 """
 
@@ -109,8 +110,8 @@ class Game:
         self.data = data
         self.device = device
         self.method: Method = METHODS[cfg.method]
-        self.players: dict[str, nn.Module] = {name: self._build(name) for name in self.method.players}
-        self.optimizers = {name: self.optimizer(name, getattr(cfg, f"{name}_lr")) for name in self.players}
+        self.players: dict[str, nn.Module] = {p: self._build(p) for p in self.method.players}
+        self.optimizers = {p: self.optimizer(p, getattr(cfg, f"{p}_lr")) for p in self.players}
         self.weights = Weights.of(cfg)
         folded = "tch" in self.players and cfg.tch_folds
         self.batches = BatchSource(cfg, data, device, folds=cfg.tch_folds if folded else 0,
@@ -124,7 +125,8 @@ class Game:
         torch.manual_seed(cfg.seed * 10_007 + PLAYER_SEED[name])
         arch, drop = getattr(cfg, f"{name}_arch"), getattr(cfg, f"{name}_dropout")
         if name == "tch" and cfg.tch_folds:
-            return FoldedTeacher([build(arch, shape, k, drop) for _ in range(cfg.tch_folds)]).to(self.device)
+            members = [build(arch, shape, k, drop) for _ in range(cfg.tch_folds)]
+            return FoldedTeacher(members).to(self.device)
         return build(arch, shape, k, drop).to(self.device)
 
     def optimizer(self, name: str, lr: float) -> torch.optim.Optimizer:
@@ -172,7 +174,7 @@ class Game:
                     log(f"pretrain {name} epoch {e + 1}/{epochs} ce {ce:.4f}")
             return {f"pretrain/{name}_ce": ce}
         opt = self.optimizer("dis", cfg.pretrain_lr)
-        even = replace(self.weights, alpha=0.5 if "tch" in self.players else 1.0)
+        even = replace(self.weights, alpha=0.5 if "tch" in self.players else 1.0)  # not alpha
         for _ in range(cfg.dis_pretrain_epochs):
             for b in self.batches.epoch():
                 terms = self.dis_step(b, cfg.tau_start, even, opt)
