@@ -44,18 +44,6 @@ def test_bad_values_name_the_key(key, value, pattern):
         Config.from_dict({key: value})
 
 
-def test_strings_from_the_command_line_are_coerced():
-    cfg = Config.from_dict(parse_overrides(["alpha=0.3", "n=1000", "augment=false",
-                                            "beta=1e-2", "method=nagan"]))
-    assert (cfg.alpha, cfg.n, cfg.augment, cfg.beta, cfg.method) == (0.3, 1000, False, 0.01, "nagan")
-    assert Config.from_dict({"beta": 2}).beta == 2.0  # an int is a fine float
-
-
-def test_set_needs_key_equals_value():
-    with pytest.raises(ConfigError, match="expected key=value"):
-        parse_overrides(["alpha"])
-
-
 @pytest.mark.parametrize("overrides, message", [
     ({"tch_folds": 1}, "tch_folds=1"),
     ({"tch_folds": 101, "n": 100}, "tch_folds=101"),
@@ -79,3 +67,15 @@ def test_bad_teacher_folds_passes_and_penalties_are_refused_with_the_reason(over
 def test_a_text_player_without_text_is_refused_before_any_work(overrides, message):
     with pytest.raises(ConfigError, match=message):
         Config.from_dict(overrides)  # MNIST by default
+
+
+def test_strings_from_the_command_line_are_coerced():
+    cfg = Config.from_dict(parse_overrides(["alpha=0.3", "n=1000", "augment=false",
+                                            "beta=1e-2", "method=nagan"]))
+    assert (cfg.alpha, cfg.n, cfg.augment, cfg.beta, cfg.method) == (0.3, 1000, False, 0.01, "nagan")
+    assert Config.from_dict({"beta": 2}).beta == 2.0  # an int is a fine float
+
+
+def test_set_needs_key_equals_value():
+    with pytest.raises(ConfigError, match="expected key=value"):
+        parse_overrides(["alpha"])
