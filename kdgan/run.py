@@ -28,6 +28,8 @@ from kdgan.models import num_parameters
 
 # Fields that a player's pretraining depends on: runs equal in them share that player's
 # pretrained weights (whatever their method), e.g. one teacher per dataset, n and seed.
+# tests/test_run.py records which fields a run reads up to the end of its pretraining and
+# holds this list to them (a field read there must be here or be shown not to matter).
 PRETRAIN_COMMON = ("dataset", "n", "val_size", "seed", "batch_size", "pretrain_lr",
                    "pretrain_epochs", "augment", "aug_rotation", "aug_shift", "aug_zoom")
 PRETRAIN_FIELDS = {

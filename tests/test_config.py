@@ -45,6 +45,31 @@ def test_bad_values_name_the_key(key, value, pattern):
         Config.from_dict({key: value})
 
 
+@pytest.mark.parametrize("overrides, message", [
+    ({"tch_folds": 1}, "tch_folds=1"),
+    ({"tch_folds": 101, "n": 100}, "tch_folds=101"),
+    ({"tch_folds": 3, "method": "codis"}, "codis"),
+    ({"tch_folds": 3, "tch_ce_weight": 0.5}, "tch_ce_weight=0.5"),
+    ({"cls_pretrain_epochs": -2}, "cls_pretrain_epochs=-2: expected -1"),
+    ({"cls_weight_decay": -0.1}, r"cls_weight_decay=-0.1: expected a value in \[0, 1\)"),
+    ({"tch_weight_decay": -0.1}, r"tch_weight_decay=-0.1: expected a value in \[0, 1\)"),
+    ({"dis_weight_decay": -0.1}, r"dis_weight_decay=-0.1: expected a value in \[0, 1\)"),
+])
+def test_bad_teacher_folds_passes_and_penalties_are_refused_with_the_reason(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        Config.from_dict(overrides)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"tch_arch": "text-linear"}, "tch_arch='text-linear' reads text: expected a tagged collection"),
+    ({"dis_arch": "text-mlp"}, "dis_arch='text-mlp' reads text"),
+    ({"dataset": "c.parquet", "cls_arch": "text-linear"}, "the classifier never sees the text"),
+])
+def test_a_text_player_without_text_is_refused_before_any_work(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        Config.from_dict(overrides)  # MNIST by default
+
+
 def test_strings_from_the_command_line_are_coerced():
     cfg = Config.from_dict(parse_overrides(["alpha=0.3", "n=1000", "augment=false",
                                             "beta=1e-2", "method=nagan"]))

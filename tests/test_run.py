@@ -1,0 +1,235 @@
+"""kdgan.run: the key of the shared pretraining cache.
+
+Runs equal in a player's key share its pretrained weights, so the key must change with every
+setting that changes that player's pretraining, and with nothing else (or a search would
+pretrain again for every alpha). `PRETRAIN_FIELDS` is kept by hand; the tests below derive
+what pretraining depends on by watching which config fields it reads, and hold the list to it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from kdgan import config as config_mod
+from kdgan import tags
+from kdgan.config import Config, ConfigError
+from kdgan.game import effective_config
+from kdgan.methods import METHODS
+from kdgan.run import RUNTIME_FIELDS, Run, pretrain_key
+
+from conftest import TINY
+
+FIELDS = frozenset(f.name for f in dataclasses.fields(Config))
+# Where a run executes, not what it computes: a cached player is shared across devices and
+# thread counts (their last bits may differ) and cache directories.
+WHERE_IT_RUNS = frozenset(RUNTIME_FIELDS) | {"device"}
+
+
+class Recording(Config):
+    """A Config that notes every field read from it since `reads` was last emptied."""
+
+    def __getattribute__(self, name: str):  # noqa: ANN204
+        if name in FIELDS:
+            reads = object.__getattribute__(self, "__dict__").get("reads")
+            if reads is not None:
+                reads.add(name)
+        return object.__getattribute__(self, name)
+
+
+def recording(cfg: Config) -> Recording:
+    rec = Recording(**cfg.to_dict())
+    rec.reads = set()  # what validation read does not count
+    return rec
+
+
+def _players(cfg: Config) -> tuple[str, ...]:
+    return METHODS[cfg.method].players
+
+
+def _keys(cfg: Config) -> dict[str, str]:
+    cfg = effective_config(cfg)
+    return {p: pretrain_key(cfg, p, _players(cfg)) for p in _players(cfg)}
+
+
+def _pretrained(cfg: Config) -> dict[str, tuple[dict, dict]]:
+    """Each player's weights and stats after the pretraining a run does before its game."""
+    run = Run(cfg)
+    return {name: ({k: v.clone() for k, v in run.game.players[name].state_dict().items()},
+                   run.game.pretrain_player(name))
+            for name in run.game.players}
+
+
+# Other values to try for fields that are not numbers or switches (the first valid one is used).
+ARCHS = ("mlp-small", "linear", "mlp", "text-linear", "text-mlp", "lenet")
+CHOICES = {"method": config_mod.METHODS, "distill": config_mod.DISTILL_LOSSES,
+           "estimator": config_mod.ESTIMATORS, "adv_loss": config_mod.ADV_LOSSES,
+           "dis_target": config_mod.DIS_TARGETS}
+
+
+def _changed(cfg: Config, field: str) -> Config | None:
+    """`cfg` with another valid value of `field`; None when `cfg` admits no other value
+    (e.g. tch_ce_weight beside tch_folds): the field cannot change anything there."""
+    value = getattr(cfg, field)
+    if field == "dataset":
+        path = Path(value)
+        candidates = [str(path.with_name("other" + path.suffix))]
+    elif field.endswith("_arch"):  # a text player stays one (the data decides)
+        candidates = [a for a in ARCHS if a != value and a.startswith("text-") == value.startswith("text-")]
+    elif field in CHOICES:
+        candidates = [c for c in CHOICES[field] if c != value]
+    elif isinstance(value, bool):
+        candidates = [not value]
+    elif isinstance(value, int):
+        candidates = [value + 1, value + 2, value - 1]
+    elif isinstance(value, float):
+        candidates = [value / 2 if value else 0.1, value + 0.05]
+    else:
+        raise AssertionError(f"{field}={value!r}: add the values to try to CHOICES")
+    for candidate in candidates:
+        try:
+            return cfg.replace(**{field: candidate})
+        except ConfigError:
+            continue
+    return None
+
+
+def _collection(tmp_path: Path) -> Path:
+    c = tags.synthesize(n_train=200, n_val=50, n_test=50, num_labels=8, dim=16, seed=0)
+    return tags.write(tmp_path / "c.parquet", c)
+
+
+def _everything_on(kind: str, tmp_path: Path, blobs_npz: Path) -> Config:
+    """A kdgan config under which pretraining takes every branch it has: augmentation of
+    every kind (images), out-of-fold teacher, unlabelled examples, penalties, C's own passes."""
+    common = dict(method="kdgan", tch_folds=2, unlabeled=20, cls_weight_decay=0.01,
+                  tch_weight_decay=0.02, dis_weight_decay=0.03, cls_pretrain_epochs=2,
+                  pretrain_epochs=1, dis_pretrain_epochs=1, dis_target="sampled", batch_size=20,
+                  device="cpu")
+    if kind == "arrays":
+        return Config(dataset=str(blobs_npz), **{**TINY, **common, "n": 40, "aug_flip": True,
+                                                 "tch_arch": "mlp-small"})
+    return Config.from_dict({"dataset": str(_collection(tmp_path)), "n": 60,
+                             "cls_arch": "mlp-small", "tch_arch": "text-linear",
+                             "dis_arch": "text-mlp", **common})
+
+
+def _reads(cfg: Config) -> tuple[set[str], set[str]]:
+    """The fields a run reads up to the end of its pretraining, and those its players' cache
+    keys read."""
+    rec = recording(cfg)
+    Run(rec).game.pretrain()
+    read = set(rec.reads)
+    rec.reads = set()
+    for player in _players(cfg):
+        pretrain_key(rec, player, _players(cfg))
+    return read, set(rec.reads)
+
+
+# What a run reads before its game that its pretraining does not use: the game's optimisers
+# and weights, the players the method has (the keys take them as an argument), the unlabelled
+# examples (drawn after the labelled ones). The slow test below shows pretraining is the
+# same whatever their values; a field that pretraining reads and the keys leave out must be
+# added here (and pass that test) or to PRETRAIN_FIELDS.
+BEFORE_THE_GAME = {"alpha", "beta", "gamma", "cls_lr", "tch_lr", "dis_lr", "log_grad_variance",
+                   "method", "unlabeled"}
+
+
+@pytest.fixture
+def everything_on(tmp_path, blobs_npz) -> dict[str, Config]:
+    return {kind: _everything_on(kind, tmp_path, blobs_npz) for kind in ("arrays", "tags")}
+
+
+def test_every_field_pretraining_reads_is_in_the_keys_or_known_not_to_matter(everything_on):
+    for kind, cfg in everything_on.items():
+        read, key_read = _reads(cfg)
+        assert {"pretrain_lr", "tch_folds", "dis_target"} <= read  # the recording works
+        assert read - key_read - WHERE_IT_RUNS == BEFORE_THE_GAME, kind
+
+
+def test_fields_pretraining_never_reads_leave_every_key_as_it_is(everything_on):
+    reads = {kind: _reads(cfg) for kind, cfg in everything_on.items()}
+    read = set().union(*(r for r, _ in reads.values()))  # aug_*: read where augment is on
+    for kind, (_, key_read) in reads.items():
+        assert key_read <= read, (kind, key_read - read)
+    unread = sorted(set(FIELDS) - read - WHERE_IT_RUNS)
+    assert {"epochs", "cls_steps", "estimator", "eval_batch_size"} <= set(unread)
+    for cfg in everything_on.values():
+        keys = _keys(cfg)
+        for field in unread:
+            changed = _changed(cfg, field)
+            assert changed is None or _keys(changed) == keys, field
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["arrays", "tags"])
+def test_a_player_whose_key_stays_is_pretrained_the_same(kind, everything_on):
+    """Change, one at a time, every field the run reads up to the end of its pretraining:
+    where a player's key stays as it was, its pretrained weights and stats must too."""
+    cfg = everything_on[kind]
+    read, _ = _reads(cfg)
+    base, keys = _pretrained(cfg), _keys(cfg)
+    checked = set()
+    for field in sorted(read - WHERE_IT_RUNS):
+        changed = _changed(cfg, field)
+        same = [] if changed is None else [p for p, k in _keys(changed).items() if keys.get(p) == k]
+        if not same:
+            continue
+        checked.add(field)
+        after = _pretrained(changed)
+        for p in same:
+            (w0, s0), (w1, s1) = base[p], after[p]
+            assert s0 == s1 and all(torch.equal(w0[k], w1[k]) for k in w0), (
+                f"{field}: {getattr(cfg, field)!r} -> {getattr(changed, field)!r} changes the "
+                f"pretraining of {p} but not its cache key: add it to PRETRAIN_FIELDS")
+    assert BEFORE_THE_GAME <= checked
+
+
+# Keys of caches written before the key was checked this way (MNIST: no file in the key).
+# Changing any of them would orphan pretrained players already on disk.
+KEYS = [
+    ({}, "cls", "910a71640fb03bd2"),
+    ({}, "tch", "5cc692268f9eca31"),
+    ({}, "dis", "61b9ea64c7202d72"),
+    ({"method": "nagan"}, "dis", "46cacd715594b329"),
+    ({"method": "distn", "n": 1000, "seed": 3}, "tch", "d029cb8b575f0f98"),
+    ({"tch_folds": 5}, "tch", "30ccd696780aca7f"),
+    ({"tch_folds": 5}, "dis", "c7541bacb56fddb3"),
+    ({"aug_flip": True}, "cls", "47f5871c422bcd8a"),
+    ({"augment": False}, "tch", "904a5053ee31d8db"),
+    ({"cls_pretrain_epochs": 7}, "cls", "7ddb5f8b99f3361a"),
+    ({"cls_weight_decay": 1e-4, "dis_weight_decay": 1e-2}, "dis", "3d184aa7d0b6c495"),
+    ({"tch_weight_decay": 1e-3}, "tch", "5743d14e5c4dd7c6"),
+    ({"dis_target": "sampled", "tau_start": 2.0}, "dis", "a04a3e3c2c0b2d58"),
+    ({"dataset": "cifar10"}, "cls", "40e192d195582cb3"),
+    ({"dis_pretrain_epochs": 0}, "dis", "4433aa92499da284"),
+]
+
+
+@pytest.mark.parametrize("overrides, player, key", KEYS)
+def test_existing_cache_keys_stay(overrides, player, key):
+    cfg = effective_config(Config.from_dict(overrides))
+    assert pretrain_key(cfg, player, _players(cfg)) == key
+
+
+def test_the_penalty_is_part_of_its_players_pretraining_key(tmp_path):
+    cfg = Config.from_dict({"dataset": str(_collection(tmp_path)), "method": "kdgan", "n": 100})
+    players = ("cls", "tch", "dis")
+    decayed = cfg.replace(tch_weight_decay=1e-3)
+    assert pretrain_key(decayed, "cls", players) == pretrain_key(cfg, "cls", players)
+    assert pretrain_key(decayed, "tch", players) != pretrain_key(cfg, "tch", players)
+    assert pretrain_key(decayed, "dis", players) != pretrain_key(cfg, "dis", players)  # trained against T
+
+
+def test_the_classifiers_own_passes_are_part_of_its_key_only(tmp_path):
+    cfg = Config.from_dict({"dataset": str(_collection(tmp_path)), "method": "distn", "n": 100,
+                            "pretrain_epochs": 2, "cls_pretrain_epochs": 0})
+    players = ("cls", "tch")
+    same = cfg.replace(cls_pretrain_epochs=-1)
+    assert pretrain_key(cfg, "cls", players) != pretrain_key(same, "cls", players)
+    assert pretrain_key(cfg, "tch", players) == pretrain_key(same, "tch", players)
+    # saying the teacher's number of passes is the default: the same cached classifier
+    assert pretrain_key(same.replace(cls_pretrain_epochs=2), "cls", players) == pretrain_key(same, "cls", players)
