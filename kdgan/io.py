@@ -33,3 +33,8 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed (damaged, or written by another config); the
+    message names the file and what to do."""

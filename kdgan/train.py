@@ -20,7 +20,7 @@ from pathlib import Path
 from kdgan.config import METHODS, Config, ConfigError, parse_overrides
 from kdgan.data import DataError
 from kdgan.game import NonFiniteLossError
-from kdgan.io import atomic_write
+from kdgan.io import CheckpointError, atomic_write
 from kdgan.run import Run
 
 CHECKPOINT = "checkpoint.pt"
@@ -74,7 +74,14 @@ def train(cfg: Config, out: Path, fresh: bool = False, quiet: bool = False) -> d
     ckpt = out / CHECKPOINT
     run = Run(cfg, log=say)
     if ckpt.exists() and not fresh:
-        run.load(ckpt)
+        try:
+            run.load(ckpt)
+        except Exception as e:  # noqa: BLE001 - torch raises many types for a damaged file
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if "different config" not in reason:
+                reason = f"not a readable kdgan checkpoint ({type(e).__name__}: {reason[:200]})"
+            raise CheckpointError(f"{ckpt}: {reason}; rerun with --fresh to start over in "
+                                  f"{out}, or give another --out") from None
         say(f"resumed from {ckpt} at epoch {run.epoch}/{run.cfg.epochs}")
     else:
         say(f"{run.cfg.method} on {run.data.source}: n={cfg.n} seed={cfg.seed} "
@@ -102,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg, args = parse_args(argv)
         t0 = time.perf_counter()
         train(cfg, args.out, fresh=args.fresh, quiet=args.quiet)
-    except (ConfigError, DataError) as e:
+    except (ConfigError, DataError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except NonFiniteLossError as e:

@@ -434,7 +434,8 @@ def plan(args: argparse.Namespace) -> tuple[spaces.Space, dict[str, Any], str, i
     if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
         raise ConfigError(f"--cpus-per-trial {args.cpus_per_trial:g} --gpus-per-trial "
                           f"{args.gpus_per_trial:g}: expected cpus > 0 and gpus >= 0")
-    name = exp.check_name(args.name or f"kdgan-{space.name}{'-smoke' if args.smoke else ''}")
+    default = f"kdgan-{space.name}{'-smoke' if args.smoke else ''}"
+    name = exp.check_name(default if args.name is None else args.name)
     args.storage_path = exp.resolve_storage(args.storage_path)
     if args.address is None and "dataset" not in space.search:
         # In-process Ray: the data must be here, so a missing file fails now, not per trial.

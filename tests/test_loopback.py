@@ -49,6 +49,7 @@ def _ray_pids(driver: int, ray_tmp: str) -> set[int]:
     return pids
 
 
+@pytest.mark.slow
 def test_the_in_process_search_listens_on_loopback_only(tmp_path, short_tmp):
     data = write_blobs_npz(tmp_path / "blobs.npz")
     space = tmp_path / "space.yaml"

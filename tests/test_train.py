@@ -122,6 +122,23 @@ def test_checkpoint_of_another_config_is_refused(blobs_npz, tmp_path):
                     tmp_path / "o", quiet=True)
 
 
+def test_a_damaged_or_foreign_checkpoint_is_one_line_naming_it(blobs_npz, tmp_path, capsys):
+    base = ["--dataset", str(blobs_npz), "--out", str(tmp_path / "o"), "--quiet",
+            *(f"--set={k}={v}" for k, v in {**TINY, "epochs": 1}.items())]
+    assert train_mod.main(base) == 0
+    capsys.readouterr()
+    assert train_mod.main([*base, "--set", "alpha=0.7"]) == 2  # another config's folder
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "checkpoint.pt: checkpoint was written by a different config" in err
+    assert "alpha" in err and "--fresh" in err
+    (tmp_path / "o" / "checkpoint.pt").write_bytes(b"\x80\x02 not a checkpoint")
+    assert train_mod.main(base) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / 'o' / 'checkpoint.pt'}: not a readable kdgan checkpoint")
+    assert err.count("\n") == 1 and "--fresh" in err
+    assert train_mod.main([*base, "--fresh"]) == 0  # the way out it names
+
+
 def test_cli_bad_inputs_exit_2_with_the_key(blobs_npz, tmp_path, capsys):
     cases = [
         (["--set", "alpha=2"], "alpha=2.0: expected a value in [0, 1]"),

@@ -39,6 +39,7 @@ def _study(experiment: Path) -> optuna.Study:
     return optuna.load_study(study_name=summary.study_name, storage=storage)
 
 
+@pytest.mark.slow
 def test_a_four_trial_search_with_a_diverging_trial(tmp_path, monkeypatch):
     monkeypatch.delenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", raising=False)
     space = _space(tmp_path, extra="  cls_lr: {choice: [1.0e-3, 1.0e+30]}")
@@ -86,6 +87,7 @@ def test_a_four_trial_search_with_a_diverging_trial(tmp_path, monkeypatch):
     assert len(list((experiment / "pretrain").glob("*.pt"))) == 3
 
 
+@pytest.mark.slow
 def test_asha_stopped_trials_reach_optuna_as_pruned(tmp_path):
     space = _space(tmp_path, epochs=4)
     rc = tune_mod.main(["--space", str(space), "--num-samples", "6", "--storage-path",
@@ -184,6 +186,7 @@ def test_an_interrupted_search_resumes_losing_and_repeating_nothing(tmp_path, si
     assert [r["trials"] for r in search_log][-1] == 6
 
 
+@pytest.mark.slow
 def test_a_failed_trial_is_retried_from_its_last_checkpoint(tmp_path, monkeypatch):
     """Each trial crashes once before epoch 4; FailureConfig retries it from the checkpoint
     of epoch 2, and it ends with the same history as a trial that never crashed."""
@@ -240,3 +243,16 @@ def test_the_ray_internals_kdgan_relies_on_are_there(tmp_path):
     searcher.on_trial_complete("t1", {"m": 0.5, "epoch": 1, "epochs_total": 3})  # stopped early
     assert searcher._ot_study.trials[0].state == optuna.trial.TrialState.PRUNED
     assert "t1" in searcher._completed_trials
+
+
+@pytest.mark.slow
+def test_resources_no_node_has_fail_at_once_instead_of_pending_forever(tmp_path, capsys):
+    space = _space(tmp_path)
+    t0 = time.time()
+    rc = tune_mod.main(["--space", str(space), "--storage-path", str(tmp_path / "results"),
+                        "--name", "gpu", "--gpus-per-trial", "1"])
+    err = capsys.readouterr().err
+    assert rc == 1 and time.time() - t0 < 60
+    assert "error: no node can run a trial with --cpus-per-trial 1 --gpus-per-trial 1; nodes: " \
+           "127.0.0.1: " in err and " 0 GPU" in err
+    assert not (tmp_path / "results" / "gpu" / TRIALS).exists()  # no trial row pretends to be one
