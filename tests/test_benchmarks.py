@@ -259,3 +259,75 @@ def test_table2_takes_the_best_finished_trial_of_a_search_with_the_settings_it_r
     assert table2.main(argv + ["--no-grid"]) == 2
     assert "--search adds to KDGAN's validation grid" in capsys.readouterr().err
     assert not (tmp_path / "t2").exists()
+
+
+# The smoke budgets as they resolve (every space, every entry point); sharing one budget
+# must leave each exactly as it was.
+SPACE_SMOKE = {
+    "cifar10": {"dataset": "cifar10", "n": 500, "method": "kdgan", "pretrain_epochs": 1,
+                "tch_arch": "resnet20", "dis_pretrain_epochs": 1, "epochs": 2, "cls_steps": 1,
+                "tch_steps": 1, "dis_steps": 1},
+    "mnist": {"dataset": "mnist", "n": 100, "method": "kdgan", "pretrain_epochs": 2,
+              "dis_pretrain_epochs": 1, "epochs": 2, "cls_steps": 1, "tch_steps": 1, "dis_steps": 1},
+    "synthetic": {"dataset": "~/kdgan_data/synthetic.parquet", "n": 200, "method": "kdgan",
+                  "pretrain_epochs": 1, "tch_arch": "text-linear", "tch_weight_decay": 0.001,
+                  "cls_pretrain_epochs": 0, "cls_steps": 7, "distill_temperature": 1.0,
+                  "dis_pretrain_epochs": 1, "epochs": 2, "tch_steps": 1, "dis_steps": 1},
+    "yfcc": {"dataset": "~/kdgan_data/yfcc-popular.parquet", "n": 200, "val_size": 2000,
+             "method": "kdgan", "pretrain_epochs": 1, "dis_pretrain_epochs": 1, "epochs": 2,
+             "cls_steps": 1, "tch_steps": 1, "dis_steps": 1},
+}
+
+
+def test_every_spaces_smoke_config_is_what_it_was():
+    from kdgan import spaces
+
+    assert sorted(spaces.available()) == sorted(SPACE_SMOKE)
+    for name, expected in SPACE_SMOKE.items():
+        assert spaces.load(name).fixed_config(smoke=True) == expected
+
+
+class _Captured(Exception):
+    pass
+
+
+def _first_config(monkeypatch, main, argv) -> Config:
+    """The config of the first run `main(argv)` starts (caught as the run is built)."""
+    import kdgan.train
+
+    seen = []
+
+    def capture(cfg, log=None):
+        seen.append(cfg)
+        raise _Captured
+
+    monkeypatch.setattr(kdgan.train, "Run", capture)
+    with pytest.raises(_Captured):
+        main(argv)
+    return seen[0]
+
+
+def test_every_benchmarks_smoke_config_is_what_it_was(blobs_npz, tmp_path, monkeypatch):
+    import kdgan.train
+    from benchmarks import compare
+
+    smoke = {"pretrain_epochs": 2, "dis_pretrain_epochs": 1, "epochs": 2}
+    cfg, _ = kdgan.train.parse_args(["--smoke", "--out", str(tmp_path / "r")])
+    assert cfg == Config.from_dict(smoke)
+    data = str(blobs_npz)
+    common = ["--smoke", "--seeds", "0", "--methods", "supervised"]
+    out = tmp_path / "cmp"
+    cfg = _first_config(monkeypatch, compare.main, [*common, "--dataset", data, "--n", "60", "--out", str(out)])
+    assert cfg == Config.from_dict({**smoke, "dataset": data, "n": 60, "method": "supervised", "seed": 0,
+                                    "pretrain_cache": str(out / "pretrain")})
+    out = tmp_path / "t1"
+    cfg = _first_config(monkeypatch, table1.main, [*common, "--dataset", data, "--n", "60", "--out", str(out)])
+    assert cfg == Config.from_dict({**smoke, "epochs": 3, "dataset": data, "n": 60, "method": "supervised",
+                                    "seed": 0, "pretrain_cache": str(out / "pretrain")})
+    path = str(tags.write(tmp_path / "c.parquet", tags.synthesize(n_train=200, n_val=60, n_test=60,
+                                                                  num_labels=8, dim=16)))
+    out = tmp_path / "t2"
+    cfg = _first_config(monkeypatch, table2.main, [*common, "--collection", f"syn={path}", "--set", "n=100",
+                                                   "--out", str(out)])
+    assert cfg == Config.from_dict({**smoke, "dataset": path, "n": 100, "method": "supervised", "seed": 0,
+                                    "pretrain_cache": str(out / "pretrain")})
