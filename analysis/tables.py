@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from kdgan.metrics import RANKING
+
 # Paper Table 1, MNIST, "average accuracy over 10 runs" (percent) by n.
 PAPER_TABLE1_MNIST = {
     "codis": {100: 74.02, 1000: 95.77, 10000: 98.89},
@@ -62,9 +64,8 @@ def to_latex(table: pd.DataFrame) -> str:
 
 
 # ----------------------------------------------------------------------------------------
-# Table 2: tag recommendation, P@3 ... MRR per label set.
+# Table 2: tag recommendation, the ranking metrics (kdgan.metrics.RANKING) per label set.
 
-TAG_METRICS = ("p@3", "p@5", "f@3", "f@5", "map", "mrr")
 # Paper Table 2 (YFCC100M): 'popular' = the 200 most popular tags, 'random' = 200 sampled.
 PAPER_TABLE2 = {
     "popular": {
@@ -86,17 +87,17 @@ def tag_table(runs: pd.DataFrame, paper: dict | None = None) -> pd.DataFrame:
     paper = PAPER_TABLE2 if paper is None else paper
     if "status" in runs:
         runs = runs[runs["status"] == "DONE"]
-    missing = [f"test_{m}" for m in TAG_METRICS if f"test_{m}" not in runs]
+    missing = [f"test_{m}" for m in RANKING if f"test_{m}" not in runs]
     if missing or "label_set" not in runs:
         raise ValueError(f"tag runs need columns label_set and {missing or 'test_p@3 ...'}")
     rows = []
     for (label_set, method), g in runs.groupby(["label_set", "method"], sort=False):
         row = {"label_set": label_set, "method": method, "runs": len(g)}
-        for m in TAG_METRICS:
+        for m in RANKING:
             row[f"{m}_mean"] = g[f"test_{m}"].mean()
             row[f"{m}_std"] = g[f"test_{m}"].std(ddof=1) if len(g) > 1 else float("nan")
         ref = paper.get(label_set, {}).get(method)
-        for m, v in zip(TAG_METRICS, ref or [None] * len(TAG_METRICS)):
+        for m, v in zip(RANKING, ref or [None] * len(RANKING)):
             row[f"{m}_paper"] = v
         rows.append(row)
     return pd.DataFrame(rows)
@@ -110,14 +111,14 @@ def tag_to_markdown(table: pd.DataFrame) -> str:
     """One block per label set: a row per method (and a 'paper' row where the paper has it)."""
     out = []
     for label_set, g in table.groupby("label_set", sort=False):
-        head = ["method", "runs"] + [m.upper() for m in TAG_METRICS]
+        head = ["method", "runs"] + [m.upper() for m in RANKING]
         lines = [f"**{label_set}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for _, r in g.iterrows():
             lines.append(f"| {r['method']} | {r['runs']} | "
-                         + " | ".join(_tag_cell(r[f"{m}_mean"], r[f"{m}_std"]) for m in TAG_METRICS) + " |")
-            if not pd.isna(r.get(f"{TAG_METRICS[0]}_paper")):
+                         + " | ".join(_tag_cell(r[f"{m}_mean"], r[f"{m}_std"]) for m in RANKING) + " |")
+            if not pd.isna(r.get(f"{RANKING[0]}_paper")):
                 lines.append(f"| {r['method']} (paper) | - | "
-                             + " | ".join(f"{r[f'{m}_paper']:.4f}" for m in TAG_METRICS) + " |")
+                             + " | ".join(f"{r[f'{m}_paper']:.4f}" for m in RANKING) + " |")
         out.append("\n".join(lines) + "\n")
     return "\n".join(out)
 
@@ -126,16 +127,16 @@ def tag_to_latex(table: pd.DataFrame) -> str:
     """The paper's layout: label sets side by side, a row per method, mean $\\pm$ std."""
     sets = list(dict.fromkeys(table["label_set"]))
     methods = list(dict.fromkeys(table["method"]))
-    cols = "l" + "r" * (len(TAG_METRICS) * len(sets))
+    cols = "l" + "r" * (len(RANKING) * len(sets))
     lines = [rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
-             " & " + " & ".join(rf"\multicolumn{{{len(TAG_METRICS)}}}{{c}}{{{s}}}" for s in sets) + r" \\",
-             "method & " + " & ".join(m.upper().replace("@", "@") for _ in sets for m in TAG_METRICS) + r" \\",
+             " & " + " & ".join(rf"\multicolumn{{{len(RANKING)}}}{{c}}{{{s}}}" for s in sets) + r" \\",
+             "method & " + " & ".join(m.upper().replace("@", "@") for _ in sets for m in RANKING) + r" \\",
              r"\midrule"]
     for method in methods:
         cells = [method.replace("_", r"\_")]
         for s in sets:
             r = table[(table["label_set"] == s) & (table["method"] == method)]
-            for m in TAG_METRICS:
+            for m in RANKING:
                 if r.empty:
                     cells.append("-")
                 else:

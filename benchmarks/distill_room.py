@@ -44,11 +44,10 @@ from kdgan import tags
 from kdgan.config import Config, ConfigError
 from kdgan.data import Data, DataError
 from kdgan.game import Game
-from kdgan.metrics import ranking_metrics
+from kdgan.metrics import RANKING, ranking_metrics
 from kdgan.io import atomic_write
 from kdgan.run import Run
 
-RANKING = ("p@3", "p@5", "f@3", "f@5", "map", "mrr")
 TARGETS = ("tags", "teacher", "teacher, out of fold", "ideal teacher", "ideal classifier")
 
 

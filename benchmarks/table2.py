@@ -44,12 +44,11 @@ from kdgan import tags
 from kdgan.config import METHODS, Config, ConfigError, parse_overrides
 from kdgan.data import DataError
 from kdgan.game import NonFiniteLossError
-from kdgan.metrics import ranking_metrics
+from kdgan.metrics import RANKING, ranking_metrics
 from kdgan.train import train
 
 TABLE_METHODS = ("knn", "supervised", "distn", "nagan", "kdgan", "teacher")
 KNN_K = (5, 10, 20, 50, 100)
-RANKING = ("p@3", "p@5", "f@3", "f@5", "map", "mrr")
 SMOKE = {"pretrain_epochs": 2, "dis_pretrain_epochs": 1, "epochs": 2}
 
 # The best configuration of the project's own search on the synthetic collection (32 trials,
