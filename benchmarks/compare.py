@@ -21,6 +21,7 @@ import pandas as pd
 
 from benchmarks import write_runs, write_text
 from kdgan.config import METHODS, Config, ConfigError, parse_overrides
+from kdgan.spaces import SMOKE
 from kdgan.train import train
 
 
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     base: dict = {"dataset": args.dataset, "n": args.n}
     if args.smoke:
-        base.update(pretrain_epochs=2, dis_pretrain_epochs=1, epochs=2)
+        base.update(SMOKE)
     try:
         base.update(parse_overrides(args.set))
         for method in args.methods:  # every error before the first run starts

@@ -45,11 +45,11 @@ from kdgan.config import METHODS, Config, ConfigError, parse_overrides
 from kdgan.data import DataError
 from kdgan.game import NonFiniteLossError
 from kdgan.metrics import RANKING, ranking_metrics
+from kdgan.spaces import SMOKE
 from kdgan.train import train
 
 TABLE_METHODS = ("knn", "supervised", "distn", "nagan", "kdgan", "teacher")
 KNN_K = (5, 10, 20, 50, 100)
-SMOKE = {"pretrain_epochs": 2, "dis_pretrain_epochs": 1, "epochs": 2}
 
 # The best configuration of the project's own search on the synthetic collection (32 trials,
 # seed 0, n = 2,000; docs/RESULTS.md), selected there on validation P@1:
