@@ -39,7 +39,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from benchmarks import run_config, write_text
+from analysis.tables import room_markdown
+from benchmarks.core import run_config, write_text
 from kdgan import tags
 from kdgan.config import Config, ConfigError
 from kdgan.data import Data, DataError
@@ -127,25 +128,6 @@ def room(run_dir: Path, epochs: int = 60, folds: int = 5, threads: int = 0,
     return out
 
 
-def markdown(df: pd.DataFrame) -> str:
-    lines = ["| target | runs | mass on the tags | " + " | ".join(m.upper() for m in RANKING)
-             + " | MAP - tags |", "|---|---|---|" + "---|" * (len(RANKING) + 1)]
-    ref = df[df["target"] == "tags"].set_index("run")["test_map"]
-    for name in TARGETS:
-        g = df[df["target"] == name]
-        if g.empty:
-            continue
-        cells = [f"{g[f'test_{m}'].mean():.4f} +- {g[f'test_{m}'].std(ddof=1) if len(g) > 1 else 0:.4f}"
-                 for m in RANKING]
-        diff = g.set_index("run")["test_map"] - ref
-        lines.append(f"| {name} | {len(g)} | {g['train_tag_mass'].mean():.3f} | " + " | ".join(cells)
-                     + f" | {diff.mean():+.4f} |")
-    lines += ["", "Test metrics of a fresh classifier trained on each target for the run's n "
-              "training images, at its pass of best validation MAP; mean +- std over runs. "
-              "'mass on the tags': the target's mean probability on the observed tags."]
-    return "\n".join(lines) + "\n"
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.distill_room", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -170,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     df = pd.DataFrame(rows)
-    text = markdown(df)
+    text = room_markdown(df, list(TARGETS))
     print("\n" + text)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import run_config
+from benchmarks.core import run_config
 from kdgan.config import ConfigError
 from kdgan.data import DataError, Split
 from kdgan.run import Run

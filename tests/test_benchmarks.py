@@ -8,7 +8,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from benchmarks import distill_room, table1, table2
+from analysis import tables
+from benchmarks import core, distill_room, table1, table2
 from kdgan import tags
 from kdgan.config import Config, ConfigError
 from kdgan.train import train
@@ -98,7 +99,7 @@ def test_table1_refuses_a_bad_method_before_running(tmp_path, capsys):
 def test_plateau_epoch_is_where_99_percent_of_the_final_accuracy_is_reached():
     h = pd.DataFrame({"method": "m", "seed": 0, "epoch": range(8),
                       "val/acc": [0.5, 0.8, 0.9, 0.95, 1.0, 1.0, 1.0, 1.0]})
-    p = table1.plateau(h, fraction=0.99, tail=4)
+    p = tables.plateau(h, fraction=0.99, tail=4)
     assert p.iloc[0]["epoch_mean"] == 4
 
 
@@ -182,7 +183,7 @@ def test_targets_compare_methods_on_the_seeds_they_all_have():
     rows = [("kdgan", 0, 0.90), ("kdgan", 1, 0.80), ("distn", 0, 0.84), ("distn", 1, 0.84),
             ("distn", 2, 0.99)]  # distn's seed 2 has no kdgan counterpart yet
     done = pd.DataFrame([{"method": m, "n": 100, "seed": s, "test_acc": a} for m, s, a in rows])
-    lines = "\n".join(table1._targets(done))
+    lines = "\n".join(tables.target_lines(done, table1.TARGETS))
     assert "compared on the 2 seeds every method has (0, 1)" in lines
     assert "kdgan 85.00 vs target 88.5: NOT met" in lines
     # distn: 84 over seeds 0-1 (89 over 0-2, which would put it above kdgan)
@@ -195,7 +196,7 @@ def test_versus_pairs_the_seeds_both_benchmarks_have():
                              for m, s, a in rows])
     here = runs([("distn", 0, 0.90), ("distn", 1, 0.92), ("distn", 2, 0.99), ("kdgan", 0, 0.91)])
     there = runs([("distn", 0, 0.88), ("distn", 1, 0.89), ("kdgan", 1, 0.80)])
-    text = table1.versus(here, there, "with", "without")
+    text = tables.versus_markdown(here, there, "with", "without", list(table1.TABLE_METHODS))
     # distn: seeds 0 and 1 only (seed 2 is not in `there`); differences 2 and 3 points
     assert "| 100 | distn | 2 | 91.00 | 88.50 | +2.50 +- 0.71 |" in text
     assert "kdgan" not in text.split("\n\n")[0]  # no seed in common
@@ -226,7 +227,7 @@ def test_distill_room_trains_a_student_on_each_target(tmp_path):
     # image (half the out-of-fold target) put far less on them
     assert mass["teacher"] > 0.9 and 2 * (mass["teacher, out of fold"] - 0.5) < mass["teacher"] - 0.2
     assert rows[[f"test_{m}" for m in distill_room.RANKING]].apply(lambda c: c.between(0, 1)).all().all()
-    assert "| ideal teacher | 1 |" in distill_room.markdown(rows)
+    assert "| ideal teacher | 1 |" in tables.room_markdown(rows, list(distill_room.TARGETS))
     assert distill_room.main([str(tmp_path / "missing")]) == 2
     assert distill_room.main([str(run_dir), "--folds", "1"]) == 2
 
@@ -249,7 +250,7 @@ def test_table2_takes_the_best_finished_trial_of_a_search_with_the_settings_it_r
     point = table2.search_best(search, base)
     # the errored trial's score is not a result; the game's form comes along, the players stay ours
     assert point == {"alpha": 0.1235, "beta": 0.02623, "gamma": 7.0, "distill_temperature": 1.0}
-    assert table1.tag(point) == "alpha=0.1235-beta=0.02623-distill_temperature=1-gamma=7"
+    assert core.tag(point) == "alpha=0.1235-beta=0.02623-distill_temperature=1-gamma=7"
     said = capsys.readouterr().out
     assert "the search ran with tch_arch='text-linear' (here 'text-mlp')" in said
     assert "dataset" not in said and "threads" not in said  # where it ran is no difference
