@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from analysis import tables
-from benchmarks import core, distill_room, table1, table2
+from benchmarks import core, table1, table2
+from benchmarks.diagnostics import distill_room
 from kdgan import tags
 from kdgan.config import Config, ConfigError
 from kdgan.train import train
@@ -147,7 +148,7 @@ def test_table2_selects_on_validation_and_resumes(tmp_path, capsys):
 
 def test_label_mass_is_the_softmax_probability_on_the_labels():
     import torch
-    from benchmarks.teacher_fit import label_mass
+    from benchmarks.diagnostics.teacher_fit import label_mass
     from kdgan.data import Split
 
     probs = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3]])
@@ -160,7 +161,7 @@ def test_label_mass_is_the_softmax_probability_on_the_labels():
 
 
 def test_teacher_fit_rebuilds_the_runs_pretrained_players(blobs_npz, tmp_path):
-    from benchmarks.teacher_fit import fit_report, main
+    from benchmarks.diagnostics.teacher_fit import fit_report, main
     from kdgan.config import Config
     from kdgan.train import train
 

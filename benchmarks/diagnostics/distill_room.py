@@ -1,6 +1,6 @@
 """How much can a teacher give the classifier on the synthetic collection?
 
-    python -m benchmarks.distill_room results/table2-synthetic/synthetic/kdgan-s0 \\
+    python -m benchmarks.diagnostics.distill_room results/table2-synthetic/synthetic/kdgan-s0 \\
         results/table2-synthetic/synthetic/kdgan-s1 results/table2-synthetic/synthetic/kdgan-s2 \\
         --threads 1 --out results/distill-room
 
@@ -29,7 +29,6 @@ writes OUT/room.md and OUT/room.parquet (a row per run and target).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ import torch.nn.functional as F
 
 from analysis.tables import room_markdown
 from benchmarks.core import run_config, write_text
+from benchmarks.diagnostics import parser
 from kdgan import tags
 from kdgan.config import Config, ConfigError
 from kdgan.data import Data, DataError
@@ -129,12 +129,9 @@ def room(run_dir: Path, epochs: int = 60, folds: int = 5, threads: int = 0,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.distill_room", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", type=Path, help="finished run directories (summary.json)")
+    p = parser("distill_room", __doc__)
     p.add_argument("--epochs", type=int, default=60, help="passes of each student (default 60)")
     p.add_argument("--folds", type=int, default=5, help="out-of-fold teachers (default 5)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--out", type=Path, default=None, help="write OUT/room.md and OUT/room.parquet")
     args = p.parse_args(argv)
     for flag, value, least in (("--epochs", args.epochs, 1), ("--folds", args.folds, 2)):
