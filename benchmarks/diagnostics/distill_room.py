@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -70,22 +71,21 @@ def out_of_fold(cfg: Config, data: Data, folds: int, device: torch.device) -> to
 
 def train_student(cfg: Config, data: Data, target: torch.Tensor, epochs: int,
                   device: torch.device) -> dict:
-    """A fresh classifier (the run's, same initialisation) on soft targets for the training
-    images; test metrics at the pass of best validation MAP."""
-    game = Game(cfg.replace(method="supervised"), data, device)  # builds C as the run does
+    """A fresh classifier (the run's, same initialisation) trained as C is pretrained
+    (Game.supervised_step: cross-entropy, here on soft targets for the training images, no
+    augmentation), with Adam at the run's pretraining rate; test metrics at the pass of best
+    validation MAP."""
+    target = target / target.sum(dim=1, keepdim=True)
+    soft = replace(data, train=replace(data.train, y=target))
+    game = Game(cfg.replace(method="supervised", augment=False), soft, device)  # builds C as the run does
     model = game.players["cls"]
     torch.manual_seed(cfg.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.pretrain_lr)
-    target = target / target.sum(dim=1, keepdim=True)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.pretrain_lr)  # no weight decay: the protocol's
     val_rel, test_rel = tags.relevant(data.val), tags.relevant(data.test)
     best: dict = {"val_map": -1.0}
     for epoch in range(1, epochs + 1):
-        model.train()
-        for index in torch.randperm(len(target)).split(cfg.batch_size):
-            loss = -(target[index] * F.log_softmax(model(data.train.x[index]), -1)).sum(-1).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        for index in torch.randperm(len(target)).split(cfg.batch_size):  # on the CPU, as always
+            game.supervised_step("cls", index, opt)
         val_map = ranking_metrics(softmax_of(model, data.val.x), val_rel)["map"]
         if val_map > best["val_map"]:
             test = ranking_metrics(softmax_of(model, data.test.x), test_rel)
