@@ -1,4 +1,5 @@
-"""The Table 1 and Table 2 benchmarks on tiny budgets: outputs, selection, resume."""
+"""The benchmarks on tiny budgets (compare, Table 1, Table 2, the diagnostics): outputs,
+selection, resume; their shared core and smoke budget."""
 
 from __future__ import annotations
 
@@ -9,16 +10,88 @@ import pandas as pd
 import pytest
 
 from analysis import tables
-from benchmarks import core, table1, table2
+from benchmarks import compare, core, table1, table2
 from benchmarks.diagnostics import distill_room
 from kdgan import tags
 from kdgan.config import Config, ConfigError
+from kdgan.data import DataError
+from kdgan.game import NonFiniteLossError
 from kdgan.train import train
+
+from conftest import TINY
 
 TINY_SET = ["--set", "cls_arch=mlp-small", "--set", "dis_arch=mlp-small", "--set", "batch_size=20",
             "--set", "cls_steps=2", "--set", "tch_steps=1", "--set", "dis_steps=1"]
 
 
+def test_compare_benchmark_table_pairs_by_seed(blobs_npz, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    sets = [f"{k}={v}" for k, v in {**TINY, "epochs": 1}.items() if k != "n"]
+    argv = ["--dataset", str(blobs_npz), "--n", "60", "--methods", "supervised", "kdgan",
+            "--seeds", "0", "1", "--out", str(out)] + [a for kv in sets for a in ("--set", kv)]
+    assert compare.main(argv) == 0
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert len(runs) == 4 and set(runs["method"]) == {"supervised", "kdgan"}
+    paired = (runs[runs.method == "kdgan"].set_index("seed")["test_acc"]
+              - runs[runs.method == "supervised"].set_index("seed")["test_acc"]).mean()
+    table = (out / "table.md").read_text()
+    assert f"{100 * paired:+.2f}" in table
+    # a second call reads the finished runs back instead of running them again
+    capsys.readouterr()
+    assert compare.main(argv) == 0
+    assert "==" not in capsys.readouterr().out
+    assert compare.main(argv[:-2] + ["--set", "alpha=3"]) == 2
+    # a saved run made with other --set values is refused, not read back
+    saved = out / "kdgan-s1" / "summary.json"
+    tampered = json.loads(saved.read_text())
+    tampered["config"]["cls_lr"] = 0.5
+    saved.write_text(json.dumps(tampered))
+    capsys.readouterr()
+    assert compare.main(argv) == 2 and "cls_lr" in capsys.readouterr().err
+
+
+def test_run_or_read_reads_back_refuses_another_config_and_records_a_divergence(tmp_path, capsys):
+    made = []
+
+    def run(cfg, run_dir):
+        made.append(cfg)
+        summary = {"val_acc": 0.5, "config": cfg.to_dict()}
+        run_dir.mkdir(parents=True)
+        (run_dir / "summary.json").write_text(json.dumps(summary))
+        return summary
+
+    cfg = Config.from_dict({"n": 60, "cls_lr": 1e-3})
+    summary, status = core.run_or_read(cfg, tmp_path / "r", "a run", {"cls_lr"}, run=run)
+    assert (status, len(made)) == ("DONE", 1) and "== a run -> " in capsys.readouterr().out
+    summary, status = core.run_or_read(cfg, tmp_path / "r", "a run", {"cls_lr"}, run=run)
+    assert (status, len(made), summary["config"]["cls_lr"]) == ("DONE", 1, 1e-3)  # read back
+    with pytest.raises(DataError, match=r"'cls_lr': \(0.001, 0.0001\)"):
+        core.run_or_read(cfg.replace(cls_lr=1e-4), tmp_path / "r", "a run", {"cls_lr"}, run=run)
+    assert core.run_or_read(cfg.replace(cls_lr=1e-4), tmp_path / "r", "a run", run=run)[1] == "DONE"
+
+    def diverge(cfg, run_dir):
+        raise NonFiniteLossError("cls/adv is nan at epoch 2")
+
+    summary, status = core.run_or_read(cfg, tmp_path / "d", "a run", run=diverge)
+    assert status == "DIVERGED" and "cls/adv" in summary["error"] and not (tmp_path / "d").exists()
+
+
+def test_select_takes_the_best_mean_the_earlier_of_equals_and_never_an_unfinished_point():
+    val = {("a", 0): 0.25, ("a", 1): 0.75, ("b", 0): 0.5, ("b", 1): 0.5, ("c", 0): 0.9, ("c", 1): None}
+    asked = []
+
+    def run(overrides, seed):
+        asked.append((overrides["p"], seed))
+        v = val[(overrides["p"], seed)]
+        return {"status": "DIVERGED" if v is None else "DONE", "val_acc": float("nan") if v is None else v}
+
+    chosen, scored = core.select([{"p": "a"}, {"p": "b"}, {"p": "c"}], [0, 1], run)
+    assert chosen == {"p": "a"}  # a and b tie at 0.5; c's best seed does not make up for a run lost
+    assert [mean for _, mean, _ in scored] == [0.5, 0.5, float("-inf")] and len(asked) == 6
+    assert core.select([{"p": "c"}], [0, 1], run) == ({"p": "c"}, []) and len(asked) == 6  # one point: no run
+
+
+@pytest.mark.slow
 def test_table1_selects_on_validation_runs_every_method_and_resumes(blobs_npz, tmp_path, capsys):
     out = tmp_path / "t1"
     argv = ["--smoke", "--dataset", str(blobs_npz), "--n", "60", "--seeds", "0", "1",
@@ -104,6 +177,7 @@ def test_plateau_epoch_is_where_99_percent_of_the_final_accuracy_is_reached():
     assert p.iloc[0]["epoch_mean"] == 4
 
 
+@pytest.mark.slow
 def test_table2_selects_on_validation_and_resumes(tmp_path, capsys):
     path = tags.write(tmp_path / "c.parquet", tags.synthesize(n_train=200, n_val=60, n_test=60,
                                                               num_labels=8, dim=16))
@@ -138,6 +212,12 @@ def test_table2_selects_on_validation_and_resumes(tmp_path, capsys):
     assert table2.main(argv) == 0  # everything is read back, nothing runs again
     assert "== " not in capsys.readouterr().out
     pd.testing.assert_frame_equal(pd.read_parquet(out / "runs.parquet"), runs)
+    # a saved run of another grid point than its folder names is refused, not read back
+    saved = table2.run_dir(out, "syn", "supervised", 1, selection["chosen"]["syn"]["supervised"]) / "summary.json"
+    tampered = json.loads(saved.read_text())
+    tampered["config"]["cls_lr"] = 0.5
+    saved.write_text(json.dumps(tampered))
+    assert table2.main(argv) == 2 and "cls_lr" in capsys.readouterr().err
     assert table2.main(["--collection", "nope", "--out", str(out)]) == 2
     bad = tmp_path / "bad"  # refused before the synthetic collection is written
     assert table2.main(["--synthetic", "--set", "alpah=1", "--out", str(bad)]) == 2
@@ -160,6 +240,7 @@ def test_label_mass_is_the_softmax_probability_on_the_labels():
     assert abs(label_mass(model, logp, multi) - (0.9 + 0.9) / 2) < 1e-6
 
 
+@pytest.mark.slow
 def test_teacher_fit_rebuilds_the_runs_pretrained_players(blobs_npz, tmp_path):
     from benchmarks.diagnostics.teacher_fit import fit_report, main
     from kdgan.config import Config
@@ -203,6 +284,7 @@ def test_versus_pairs_the_seeds_both_benchmarks_have():
     assert "kdgan" not in text.split("\n\n")[0]  # no seed in common
 
 
+@pytest.mark.slow
 def test_table2_states_the_synthetic_collections_ceilings(tmp_path):
     path = tags.write(tmp_path / "s.parquet", tags.synthesize())
     image, text = table2.ceiling(str(path))
@@ -211,6 +293,7 @@ def test_table2_states_the_synthetic_collections_ceilings(tmp_path):
     assert 0.3 < map_of[0] < map_of[1] <= 1.0  # the text can only help the posterior
 
 
+@pytest.mark.slow
 def test_distill_room_trains_a_student_on_each_target(tmp_path):
     gen = dict(n_train=200, n_val=60, n_test=60, num_labels=8, dim=16)
     path = tags.write(tmp_path / "c.parquet", tags.synthesize(**gen))
