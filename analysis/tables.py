@@ -361,7 +361,9 @@ def room_markdown(rooms: pd.DataFrame, targets: list[str]) -> str:
         g = rooms[rooms["target"] == name]
         if g.empty:
             continue
-        cells = [_pm(g[f"test_{m}"].mean(), g[f"test_{m}"].std(ddof=1) if len(g) > 1 else 0, 4) for m in RANKING]
+        # one run shows '+- 0.0000' here (elsewhere the mean alone), as this table always has
+        cells = [_pm(g[f"test_{m}"].mean(), g[f"test_{m}"].std(ddof=1) if len(g) > 1 else 0, 4)
+                 for m in RANKING]
         diff = g.set_index("run")["test_map"] - ref
         lines.append(f"| {name} | {len(g)} | {g['train_tag_mass'].mean():.3f} | " + " | ".join(cells)
                      + f" | {diff.mean():+.4f} |")

@@ -143,7 +143,8 @@ def run_one(method: str, label_set: str, path: str, seed: int, base: dict, out: 
                             "method": "supervised" if method == "knn" else method,
                             "pretrain_cache": str(out / "pretrain")})
     summary, status = core.run_or_read(
-        cfg, run_dir(out, label_set, method, seed, overrides), f"{method} {label_set} seed {seed} {tag(overrides)}",
+        cfg, run_dir(out, label_set, method, seed, overrides),
+        f"{method} {label_set} seed {seed} {tag(overrides)}",
         checked=set(overrides) | {k for point in GRID.get(method, [{}]) for k in point},
         run=knn_into if method == "knn" else None)
     row = {"label_set": label_set, "method": method, "seed": seed, "status": status,
