@@ -33,7 +33,6 @@ OUT/plateau.md the epoch at which each method first reaches 99% of its final acc
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import sys
@@ -45,12 +44,12 @@ import pandas as pd
 
 from analysis.load import resolve_run_dir
 from analysis.plots import curves
-from analysis.tables import PAPER_TABLE1_MNIST
-from benchmarks import write_runs, write_text
-from kdgan.config import METHODS, Config, ConfigError, parse_overrides
+from analysis.tables import grid_markdown, plateau_markdown, table1_markdown, versus_markdown
+from benchmarks import core
+from benchmarks.core import tag, write_runs, write_text
+from kdgan import spaces
+from kdgan.config import Config, ConfigError, parse_overrides
 from kdgan.data import DataError
-from kdgan.game import NonFiniteLossError
-from kdgan.train import train
 
 TABLE_METHODS = ("teacher", "supervised", "mimic", "distn", "noisy", "codis", "nagan",
                  "kdgan-wo-gm", "kdgan")
@@ -77,7 +76,10 @@ GRID: dict[str, list[dict]] = {
 # Per-n settings: pretraining passes over the n images (200 for n = 100, as the authors).
 BUDGET: dict[int, dict] = {100: {"pretrain_epochs": 200}, 1000: {"pretrain_epochs": 40},
                            10000: {"pretrain_epochs": 8}}
-SMOKE = {"pretrain_epochs": 2, "dis_pretrain_epochs": 1, "epochs": 3}
+# --smoke: the shared tiny budget, with the three game epochs this benchmark has always used.
+SMOKE = {**spaces.SMOKE, "epochs": 3}
+# kdgan's mean test accuracy (percent) that the table checks per n.
+TARGETS = {100: 88.5, 1000: 97.0, 10000: 99.3}
 
 RUN_COLUMNS = ("method", "n", "seed", "val_acc", "test_acc", "best_epoch", "last_val_acc",
                "last_test_acc", "epochs_run", "wall_s", "pretrain_s")
@@ -88,11 +90,6 @@ def budget(n: int, smoke: bool) -> dict:
     if smoke:
         return dict(SMOKE)
     return dict(BUDGET[max([k for k in BUDGET if k <= n], default=min(BUDGET))])
-
-
-def tag(overrides: dict) -> str:
-    return "default" if not overrides else "-".join(
-        f"{k}={v}" if isinstance(v, str) else f"{k}={v:g}" for k, v in sorted(overrides.items()))
 
 
 class Bench:
@@ -108,30 +105,12 @@ class Bench:
                                  "n": n, "seed": seed, "pretrain_cache": str(self.pretrain)})
 
     def run(self, method: str, n: int, seed: int, overrides: dict, run_dir: Path) -> dict:
-        summary_file = run_dir / "summary.json"
-        if summary_file.exists():
-            summary = json.loads(summary_file.read_text())
-            status = "DONE"
-            wanted = self.config(method, n, seed, overrides)
-            grid_keys = {k for point in GRID.get(method, [{}]) for k in point}
-            stale = {k: (summary["config"].get(k), getattr(wanted, k)) for k in sorted(grid_keys)
-                     if "config" in summary and summary["config"].get(k) != getattr(wanted, k)}
-            if stale:  # e.g. the validation grid chose another point since this run was made
-                raise DataError(f"{run_dir} holds a {method} run with other hyperparameters than "
-                                f"the selection's: {stale} (saved, selected); move it away to "
-                                "run the selected configuration")
-        else:
-            cfg = self.config(method, n, seed, overrides)
-            print(f"== {method} n={n} seed {seed} {tag(overrides)} -> {run_dir}", flush=True)
-            t0 = time.perf_counter()
-            try:
-                summary = train(cfg, run_dir, quiet=True)
-                status = "DONE"
-            except NonFiniteLossError as e:  # recorded; the other runs go on
-                print(f"   diverged: {e}", flush=True)
-                summary = {"method": method, "n": n, "seed": seed, "error": str(e)}
-                status = "DIVERGED"
-            self.wall_s += time.perf_counter() - t0
+        """A row of runs.parquet; a saved run of another grid point than `overrides` is refused."""
+        grid_keys = {k for point in GRID.get(method, [{}]) for k in point}
+        t0 = time.perf_counter()
+        summary, status = core.run_or_read(self.config(method, n, seed, overrides), run_dir,
+                                           f"{method} n={n} seed {seed} {tag(overrides)}", grid_keys)
+        self.wall_s += time.perf_counter() - t0
         row = run_row(summary, status, method, n, seed, overrides, run_dir.relative_to(self.out))
         if status == "DONE":
             print(f"   {method:12s} n={n} seed {seed}: test {100 * row['test_acc']:.2f} at epoch "
@@ -174,27 +153,19 @@ def select_dir(out: Path, method: str, n: int, seed: int, overrides: dict) -> Pa
 
 
 def select(bench: Bench, methods: list[str], n: int, seeds: list[int]) -> dict[str, dict]:
-    """The grid point with the best mean validation accuracy per method (default if no grid)."""
+    """Per method, the grid point with the best mean validation accuracy at n over `seeds`."""
     chosen: dict[str, dict] = {}
     report: dict[str, list] = {}
     for method in methods:
-        grid = GRID.get(method, [{}])
-        if len(grid) == 1:
-            chosen[method] = grid[0]
-            continue
-        scores = []
-        for overrides in grid:
-            rows = [bench.run(method, n, s, overrides, select_dir(bench.out, method, n, s, overrides))
-                    for s in seeds]
-            vals = [r["val_acc"] for r in rows if r["status"] == "DONE"]
-            mean = float(np.mean(vals)) if len(vals) == len(rows) else float("-inf")
-            scores.append((mean, overrides))
-            report.setdefault(method, []).append({"overrides": overrides, "val_acc_mean": mean,
-                                                  "seeds": seeds, "n": n})
-        best = max(scores, key=lambda t: t[0])  # first of equal means: the earlier grid point
-        chosen[method] = best[1]
-        print(f"-- {method}: selected {tag(best[1])} (mean val {100 * best[0]:.2f} over seeds "
-              f"{seeds} at n={n})", flush=True)
+        chosen[method], scored = core.select(
+            GRID.get(method, [{}]), seeds,
+            lambda o, s: bench.run(method, n, s, o, select_dir(bench.out, method, n, s, o)))
+        if scored:
+            report[method] = [{"overrides": o, "val_acc_mean": mean, "seeds": seeds, "n": n}
+                              for o, mean, _ in scored]
+            best = max(mean for _, mean, _ in scored)
+            print(f"-- {method}: selected {tag(chosen[method])} (mean val {100 * best:.2f} over seeds "
+                  f"{seeds} at n={n})", flush=True)
     save_selection(bench.out, chosen, report)
     return chosen
 
@@ -225,97 +196,13 @@ def reused_selection(source: Path, methods: list[str]) -> dict[str, dict]:
     return {m: chosen.get(m, GRID.get(m, [{}])[0]) for m in methods}
 
 
-def table(runs: pd.DataFrame, methods: list[str]) -> str:
-    """Markdown: per method and n, mean +- std over seeds of test accuracy at the best
-    validation epoch and at the last epoch, the paper's figure and the gap, the target."""
-    done = runs[runs["status"] == "DONE"]
-    ns = sorted(done["n"].unique())
-    head = ["method"] + [c for n in ns for c in (f"n={n:,} best val", "last", "paper", "gap")]
-    head += ["seeds", "wall s/run"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for method in methods:
-        g = done[done["method"] == method]
-        if g.empty:
-            continue
-        cells = [method]
-        for n in ns:
-            r = g[g["n"] == n]
-            paper = PAPER_TABLE1_MNIST.get(method, {}).get(int(n))
-            if r.empty:
-                cells += ["-", "-", f"{paper:.2f}" if paper else "-", "-"]
-                continue
-            sel, last = 100 * r["test_acc"], 100 * r["last_test_acc"]
-            sd = f" +- {sel.std(ddof=1):.2f}" if len(r) > 1 else ""
-            sdl = f" +- {last.std(ddof=1):.2f}" if len(r) > 1 else ""
-            cells += [f"{sel.mean():.2f}{sd}", f"{last.mean():.2f}{sdl}",
-                      f"{paper:.2f}" if paper else "-",
-                      f"{sel.mean() - paper:+.2f}" if paper else "-"]
-        counts = g.groupby("n")["seed"].nunique()
-        cells += ["/".join(str(counts.get(n, 0)) for n in ns), f"{g['wall_s'].mean():.0f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append("Test accuracy (%) at the epoch of best validation accuracy ('best val') and at "
-                 "the last epoch, mean +- std over seeds; 'gap' = ours - paper; 'seeds' per n.")
-    lines += _targets(done)
-    failed = runs[runs["status"] != "DONE"]
-    if len(failed):
-        lines.append(f"Runs that did not finish: {len(failed)} ("
-                     + ", ".join(f"{r.method} n={r.n} seed {r.seed}: {r.status}"
-                                 for r in failed.itertuples()) + ")")
-    return "\n".join(lines) + "\n"
-
-
-TARGETS = {100: 88.5, 1000: 97.0, 10000: 99.3}
-
-
-def _targets(done: pd.DataFrame) -> list[str]:
-    out = ["", "Targets (kdgan, mean test accuracy at the best validation epoch, over the seeds "
-                "that every method of that n has finished):"]
-    for n, g in done.groupby("n"):
-        seed_sets = [set(m["seed"]) for _, m in g.groupby("method")]
-        common = set.intersection(*seed_sets)
-        if not common:
-            continue
-        g = g[g["seed"].isin(common)]
-        if any(len(s) > len(common) for s in seed_sets):
-            out.append(f"- n={n:,}: compared on the {len(common)} seeds every method has "
-                       f"({', '.join(map(str, sorted(common)))})")
-        means = g.groupby("method")["test_acc"].mean() * 100
-        if "kdgan" not in means:
-            continue
-        kd = means["kdgan"]
-        others = means.drop(["kdgan", "teacher"], errors="ignore")
-        above = bool((kd > others).all()) if len(others) else True
-        target = TARGETS.get(int(n))
-        if target is not None:
-            out.append(f"- n={n:,}: kdgan {kd:.2f} vs target {target}: "
-                       f"{'met' if kd >= target else 'NOT met'}")
-        beaten = ", ".join(f"{m} {v:.2f}" for m, v in others.items() if v >= kd)
-        out.append(f"- n={n:,}: kdgan above every baseline: {'yes' if above else 'NO'}"
-                   + ("" if above else f" (at or above kdgan: {beaten})"))
-    return out
-
-
-def plateau(history: pd.DataFrame, fraction: float = 0.99, tail: int = 5) -> pd.DataFrame:
-    """Per method and seed: the first epoch whose validation accuracy reaches `fraction` of
-    the final accuracy (the mean of the last `tail` epochs); then mean and std per method."""
-    rows = []
-    for (method, seed), g in history.groupby(["method", "seed"]):
-        g = g.sort_values("epoch")
-        final = g["val/acc"].tail(tail).mean()
-        reached = g[g["val/acc"] >= fraction * final]
-        best = g.loc[g["val/acc"].idxmax()]
-        rows.append({"method": method, "seed": seed, "final_val_acc": final,
-                     "epoch": int(reached["epoch"].iloc[0]) if len(reached) else np.nan,
-                     "best_val_acc": best["val/acc"], "best_epoch": best["epoch"]})
-    per_seed = pd.DataFrame(rows)
-    return per_seed.groupby("method").agg(
-        epoch_mean=("epoch", "mean"), epoch_std=("epoch", "std"),
-        final_val_acc=("final_val_acc", "mean"), best_val_acc=("best_val_acc", "mean"),
-        best_epoch=("best_epoch", "mean"), seeds=("seed", "nunique")).reset_index()
+def table(runs: pd.DataFrame) -> str:
+    return table1_markdown(runs, [m for m in TABLE_METHODS if m in set(runs["method"])], TARGETS)
 
 
 def figure_3a(out: Path, runs: pd.DataFrame) -> None:
+    """OUT/curves.png (paper Figure 3a: validation accuracy per epoch of nagan, kdgan-wo-gm
+    and kdgan at the smallest n) and OUT/plateau.md."""
     n = int(runs["n"].min())
     frames = []
     for method in ("nagan", "kdgan-wo-gm", "kdgan"):
@@ -330,32 +217,17 @@ def figure_3a(out: Path, runs: pd.DataFrame) -> None:
     fig = curves(history, metric="val/acc", by="method")
     fig.axes[0].set_title(f"MNIST n={n}: validation accuracy of C per epoch (mean +- std over seeds)")
     fig.savefig(out / "curves.png", dpi=120, bbox_inches="tight")
-    p = plateau(history)
-    lines = ["| method | seeds | epoch reaching 99% of final val acc | final val acc (mean of last 5) "
-             "| best val acc | its epoch |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r.method} | {r.seeds} | {r.epoch_mean:.1f} +- {0 if pd.isna(r.epoch_std) else r.epoch_std:.1f} "
-              f"| {100 * r.final_val_acc:.2f} | {100 * r.best_val_acc:.2f} | {r.best_epoch:.1f} |"
-              for r in p.itertuples()]
-    lines += ["", "Means over seeds. A final accuracy far below the best one means the run collapsed: "
-              "its 'epoch reaching 99% of final' says nothing about convergence."]
-    text = "\n".join(lines) + "\n"
-    write_text(out / "plateau.md", text)
+    write_text(out / "plateau.md", plateau_markdown(history))
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.table1", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = core.parser("benchmarks.table1", __doc__, seeds=list(range(10)), methods=TABLE_METHODS)
     p.add_argument("--n", nargs="+", type=int, default=[100, 1000])
-    p.add_argument("--seeds", nargs="+", type=int, default=list(range(10)))
-    p.add_argument("--methods", nargs="+", default=list(TABLE_METHODS))
     p.add_argument("--select-seeds", nargs="+", type=int, default=None,
                    help="seeds of the validation grid (default: the first three of --seeds)")
     p.add_argument("--select-n", type=int, default=None,
                    help="n of the validation grid (default: the smallest --n)")
     p.add_argument("--dataset", default="mnist")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a config field for every run (repeatable)")
-    p.add_argument("--smoke", action="store_true", help="tiny budget, to check the pipeline")
     p.add_argument("--report-only", action="store_true",
                    help="run nothing: render table.md, curves.png and plateau.md from the finished "
                         "runs in OUT (e.g. while or after a long benchmark; gathers invocations "
@@ -367,7 +239,6 @@ def main(argv: list[str] | None = None) -> int:
                    help="run no validation grid: take the hyperparameters from DIR/selection.json "
                         "and the pretrained players from DIR/pretrain (an ablation of the main "
                         "table, e.g. --set unlabeled=2000 --reuse results/table1)")
-    p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     if args.report_only:
         return render(args.out, args.versus)
@@ -379,9 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     select_n = args.select_n or min(args.n)
     try:
         base.update(parse_overrides(args.set))
+        core.check_methods(args.methods)
         for method in args.methods:  # every error before the first run starts
-            if method not in METHODS:
-                raise ConfigError(f"--methods {method!r}: expected some of {', '.join(METHODS)}")
             for overrides in GRID.get(method, [{}]):
                 for n in set(args.n) | {select_n}:
                     Config.from_dict({**base, **budget(n, args.smoke), **overrides,
@@ -412,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(bench.run(method, n, seed, chosen[method], run_dir))
                     runs = _merge(earlier, pd.DataFrame(rows))
                     write_runs(args.out, runs)
-                    text = table(runs, [m for m in TABLE_METHODS if m in set(runs["method"])])
+                    text = table(runs)
                     write_text(args.out / "table.md", text)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -425,8 +295,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def grid_progress(out: Path) -> str:
-    """Markdown: each validation-grid point's mean validation accuracy over the seeds
-    finished so far (OUT/select/), written as OUT/select.md."""
+    """OUT/select.md: each validation-grid point's mean validation accuracy over the seeds
+    finished so far (OUT/select/)."""
     rows = []
     for f in sorted(out.glob("select/n*/*-s*/summary.json")):
         s = json.loads(f.read_text())
@@ -435,31 +305,9 @@ def grid_progress(out: Path) -> str:
                      "seed": s["seed"], "val_acc": 100 * s["val_acc"]})
     if not rows:
         return ""
-    g = pd.DataFrame(rows).groupby(["n", "method", "grid point"], sort=False)["val_acc"]
-    lines = ["| n | method | grid point | seeds done | mean val acc |", "|---|---|---|---|---|"]
-    lines += [f"| {n} | {m} | {p} | {len(v)} | {v.mean():.2f} |" for (n, m, p), v in g]
-    text = "\n".join(lines) + "\n"
+    text = grid_markdown(pd.DataFrame(rows))
     write_text(out / "select.md", text)
     return text
-
-
-def versus(runs: pd.DataFrame, other: pd.DataFrame, here: str, there: str) -> str:
-    """Markdown: per n and method, mean test accuracy (best validation epoch) in `runs` and
-    in `other` on the seeds both finished, and the paired difference mean +- std."""
-    key = ["method", "n", "seed"]
-    both = (runs[runs["status"] == "DONE"][key + ["test_acc"]]
-            .merge(other[other["status"] == "DONE"][key + ["test_acc"]], on=key, suffixes=("", "_o")))
-    lines = [f"| n | method | seeds | {here} | {there} | difference (paired) |",
-             "|---|---|---|---|---|---|"]
-    order = {m: i for i, m in enumerate(TABLE_METHODS)}
-    for (n, method), g in sorted(both.groupby(["n", "method"]), key=lambda kv: (kv[0][0], order.get(kv[0][1], 99))):
-        d = 100 * (g["test_acc"] - g["test_acc_o"])
-        sd = f" +- {d.std(ddof=1):.2f}" if len(g) > 1 else ""
-        lines.append(f"| {n:,} | {method} | {len(g)} | {100 * g['test_acc'].mean():.2f} | "
-                     f"{100 * g['test_acc_o'].mean():.2f} | {d.mean():+.2f}{sd} |")
-    lines += ["", "Test accuracy (%) at the epoch of best validation accuracy, mean over the seeds "
-              "both benchmarks finished; difference = here - there, per seed, mean +- std."]
-    return "\n".join(lines) + "\n"
 
 
 def render(out: Path, against: Path | None = None) -> int:
@@ -480,13 +328,14 @@ def render(out: Path, against: Path | None = None) -> int:
         print(f"error: {out}: no finished runs (run the benchmark first)", file=sys.stderr)
         return 2
     write_runs(out, runs)
-    text = table(runs, [m for m in TABLE_METHODS if m in set(runs["method"])])
+    text = table(runs)
     write_text(out / "table.md", text)
     figure_3a(out, runs)
     walls = runs[runs["status"] == "DONE"].groupby(["n", "method"])["wall_s"].agg(["sum", "mean", "count"])
     print(text)
     if against is not None:
-        compared = versus(runs, pd.read_parquet(against / "runs.parquet"), str(out), str(against))
+        compared = versus_markdown(runs, pd.read_parquet(against / "runs.parquet"), str(out), str(against),
+                                   list(TABLE_METHODS))
         write_text(out / "versus.md", compared)
         print(compared)
     print("wall time per method (s): total, mean per run, runs\n" + walls.round(1).to_string())

@@ -26,7 +26,6 @@ Writes OUT/runs.parquet after every run and OUT/table.md at the end.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import sys
@@ -37,20 +36,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from analysis.tables import tag_table, tag_to_markdown
-from benchmarks import write_runs, write_text
-from benchmarks.table1 import tag
+from analysis.tables import paired_verdicts, tag_select_markdown, tag_table, tag_to_markdown
+from benchmarks import core
+from benchmarks.core import tag, write_runs, write_table, write_text
 from kdgan import tags
-from kdgan.config import METHODS, Config, ConfigError, parse_overrides
+from kdgan.config import Config, ConfigError, parse_overrides
 from kdgan.data import DataError
-from kdgan.game import NonFiniteLossError
-from kdgan.metrics import ranking_metrics
-from kdgan.train import train
+from kdgan.metrics import RANKING, ranking_metrics
+from kdgan.spaces import SMOKE
 
 TABLE_METHODS = ("knn", "supervised", "distn", "nagan", "kdgan", "teacher")
 KNN_K = (5, 10, 20, 50, 100)
-RANKING = ("p@3", "p@5", "f@3", "f@5", "map", "mrr")
-SMOKE = {"pretrain_epochs": 2, "dis_pretrain_epochs": 1, "epochs": 2}
+# What the table's verdicts check, each on every metric and paired by seed: (a, b, a beats b).
+CLAIMS = [("teacher", "supervised", "the teacher (image + text) beats C alone"),
+          ("kdgan", "supervised", "KDGAN's C (image only) beats supervised C"),
+          ("kdgan", "distn", "KDGAN's C beats DISTN's")]
 
 # The best configuration of the project's own search on the synthetic collection (32 trials,
 # seed 0, n = 2,000; docs/RESULTS.md), selected there on validation P@1:
@@ -126,29 +126,27 @@ def run_dir(out: Path, label_set: str, method: str, seed: int, overrides: dict) 
     return out / label_set / f"{name}-s{seed}"
 
 
+def knn_into(cfg: Config, rdir: Path) -> dict:
+    """`knn_run`, its summary written to RUN_DIR/summary.json as a trained run's is."""
+    summary = knn_run(cfg)
+    rdir.mkdir(parents=True, exist_ok=True)
+    write_text(rdir / "summary.json", json.dumps(summary, indent=2))
+    return summary
+
+
 def run_one(method: str, label_set: str, path: str, seed: int, base: dict, out: Path,
             overrides: dict | None = None) -> dict:
+    """A row of runs.parquet: the run trained (knn: fitted) or read back; a saved run of
+    another grid point than `overrides` is refused."""
     overrides = overrides or {}
-    rdir = run_dir(out, label_set, method, seed, overrides)
-    summary_file = rdir / "summary.json"
-    status = "DONE"
-    if summary_file.exists():
-        summary = json.loads(summary_file.read_text())
-    else:
-        print(f"== {method} {label_set} seed {seed} {tag(overrides)} -> {rdir}", flush=True)
-        cfg = Config.from_dict({**base, **overrides, "dataset": path, "seed": seed,
-                                "method": "supervised" if method == "knn" else method,
-                                "pretrain_cache": str(out / "pretrain")})
-        try:
-            if method == "knn":  # no training: the config gives the data, n and seed
-                summary = knn_run(cfg)
-                rdir.mkdir(parents=True, exist_ok=True)
-                write_text(summary_file, json.dumps(summary, indent=2))
-            else:
-                summary = train(cfg, rdir, quiet=True)
-        except NonFiniteLossError as e:
-            print(f"   diverged: {e}", flush=True)
-            summary, status = {}, "DIVERGED"
+    cfg = Config.from_dict({**base, **overrides, "dataset": path, "seed": seed,
+                            "method": "supervised" if method == "knn" else method,
+                            "pretrain_cache": str(out / "pretrain")})
+    summary, status = core.run_or_read(
+        cfg, run_dir(out, label_set, method, seed, overrides),
+        f"{method} {label_set} seed {seed} {tag(overrides)}",
+        checked=set(overrides) | {k for point in GRID.get(method, [{}]) for k in point},
+        run=knn_into if method == "knn" else None)
     row = {"label_set": label_set, "method": method, "seed": seed, "status": status,
            "overrides": json.dumps(overrides, sort_keys=True),
            "val_acc": summary.get("val_acc", np.nan), "wall_s": summary.get("wall_s", np.nan),
@@ -166,67 +164,28 @@ def run_one(method: str, label_set: str, path: str, seed: int, base: dict, out: 
 
 def select(method: str, label_set: str, path: str, seeds: list[int], base: dict, out: Path,
            grid: list[dict]) -> tuple[dict, list[dict]]:
-    """The grid point with the best mean validation P@1 over `seeds` (the first of equal
-    means: the earlier point, so the defaults win a tie), and every point's row."""
-    rows, scores = [], []
-    for overrides in grid:
-        runs = [run_one(method, label_set, path, s, base, out, overrides) for s in seeds]
-        rows += runs
-        done = [r for r in runs if r["status"] == "DONE"]
-        mean = float(np.mean([r["val_acc"] for r in done])) if len(done) == len(runs) else float("-inf")
+    """The grid point with the best mean validation P@1 over `seeds` (benchmarks.core.select),
+    and every point's scores (none for a grid of one point, which runs nothing here)."""
+    chosen, scored = core.select(grid, seeds, lambda o, s: run_one(method, label_set, path, s, base, out, o))
+    scores = []
+    for overrides, mean, rows in scored:
+        done = [r["val_map"] for r in rows if r["status"] == "DONE"]
         scores.append({"overrides": overrides, "val_p@1_mean": mean, "seeds": seeds,
-                       "val_map_mean": float(np.mean([r["val_map"] for r in done])) if done else np.nan})
-    best = max(range(len(grid)), key=lambda i: scores[i]["val_p@1_mean"])
-    if len(grid) > 1:
-        print(f"-- {method} {label_set}: selected {tag(grid[best])} (mean val P@1 "
-              f"{scores[best]['val_p@1_mean']:.4f} over seeds {seeds})", flush=True)
-    return grid[best], scores
+                       "val_map_mean": float(np.mean(done)) if done else np.nan})
+    if scored:
+        best = max(mean for _, mean, _ in scored)
+        print(f"-- {method} {label_set}: selected {tag(chosen)} (mean val P@1 "
+              f"{best:.4f} over seeds {seeds})", flush=True)
+    return chosen, scores
 
 
-def select_markdown(selection: dict) -> str:
-    """OUT/select.md: every grid point's validation means; the chosen one marked."""
-    if not selection["grid"]:
-        return "No validation grid ran (--no-grid, or no method with a grid): defaults only.\n"
-    lines = ["| label set | method | overrides | val P@1 (mean) | val MAP (mean) | seeds | chosen |",
-             "|---|---|---|---|---|---|---|"]
-    for label_set, methods in selection["grid"].items():
-        for method, points in methods.items():
-            chosen = selection["chosen"][label_set][method]
-            for pt in points:
-                lines.append(f"| {label_set} | {method} | {tag(pt['overrides'])} | "
-                             f"{pt['val_p@1_mean']:.4f} | {pt['val_map_mean']:.4f} | "
-                             f"{' '.join(map(str, pt['seeds']))} | "
-                             f"{'yes' if pt['overrides'] == chosen else ''} |")
-    lines += ["", "Validation only (the test set is never read for a choice): the point with the "
-              "best mean validation P@1 is used for every seed."]
-    return "\n".join(lines) + "\n"
-
-
-def verdicts(runs: pd.DataFrame, select_seeds: list[int] | None = None) -> list[str]:
-    """The claims of the issue, checked on every metric, paired by seed; again on the seeds
-    the validation grid did not use, when there are some (a check the choices never saw)."""
-    out = []
-    done = runs[runs["status"] == "DONE"]
-    for label_set, g in done.groupby("label_set", sort=False):
-        by = {m: gm.set_index("seed") for m, gm in g.groupby("method")}
-        for a, b, claim in (("teacher", "supervised", "the teacher (image + text) beats C alone"),
-                            ("kdgan", "supervised", "KDGAN's C (image only) beats supervised C"),
-                            ("kdgan", "distn", "KDGAN's C beats DISTN's")):
-            if a not in by or b not in by:
-                continue
-            seeds = by[a].index.intersection(by[b].index)
-            held_out = seeds.difference(select_seeds or [])
-            subsets = [(seeds, "")] + ([(held_out, ", seeds outside the selection")]
-                                       if 0 < len(held_out) < len(seeds) else [])
-            for subset, which in subsets:
-                wins = {m: bool(by[a].loc[subset, f"test_{m}"].mean() > by[b].loc[subset, f"test_{m}"].mean())
-                        for m in RANKING}
-                per_seed = {m: int((by[a].loc[subset, f"test_{m}"] > by[b].loc[subset, f"test_{m}"]).sum())
-                            for m in RANKING}
-                out.append(f"- {label_set}: {claim} on every metric (means over {len(subset)} seeds"
-                           f"{which}): {'yes' if all(wins.values()) else 'NO'}; seeds won per metric: "
-                           + ", ".join(f"{m.upper()} {per_seed[m]}/{len(subset)}" for m in RANKING))
-    return out
+def select_points(selection: dict) -> pd.DataFrame:
+    """Every grid point of OUT/selection.json, named, for OUT/select.md."""
+    return pd.DataFrame([{"label set": label_set, "method": method, "overrides": tag(pt["overrides"]),
+                          "val P@1": pt["val_p@1_mean"], "val MAP": pt["val_map_mean"], "seeds": pt["seeds"],
+                          "chosen": pt["overrides"] == selection["chosen"][label_set][method]}
+                         for label_set, methods in selection["grid"].items()
+                         for method, points in methods.items() for pt in points])
 
 
 def ceiling(path: str) -> list[str]:
@@ -245,13 +204,10 @@ def ceiling(path: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.table2", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = core.parser("benchmarks.table2", __doc__, seeds=[0, 1, 2], methods=TABLE_METHODS)
     p.add_argument("--collection", action="append", default=[], metavar="NAME=PATH",
                    help="a label set's collection (repeatable)")
     p.add_argument("--synthetic", action="store_true", help="write and use the synthetic collection")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--methods", nargs="+", default=list(TABLE_METHODS))
     p.add_argument("--select-seeds", nargs="+", type=int, default=None,
                    help="seeds of the validation grid (default: the first three of --seeds)")
     p.add_argument("--no-grid", action="store_true", help="every method with its defaults")
@@ -259,9 +215,6 @@ def main(argv: list[str] | None = None) -> int:
                    help="add the best trial of the kdgan.tune search in DIR (its alpha, beta, "
                         "gamma and form of the game, e.g. distill_temperature) to KDGAN's "
                         "validation grid (repeatable)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--smoke", action="store_true", help="tiny budget, to check the pipeline")
-    p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     collections: dict[str, str] = {}
     try:
@@ -272,9 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             if not Path(path).expanduser().is_file():
                 raise ConfigError(f"--collection {item!r}: no such file {path}")
             collections[name] = path
-        for method in args.methods:
-            if method != "knn" and method not in METHODS:
-                raise ConfigError(f"--methods {method!r}: expected knn or some of {', '.join(METHODS)}")
+        core.check_methods(args.methods, also=("knn",))
         base = {**(SMOKE if args.smoke else {}), **parse_overrides(args.set)}
         synthetic = args.out / "synthetic.parquet"
         if args.synthetic:
@@ -302,31 +253,31 @@ def main(argv: list[str] | None = None) -> int:
     select_seeds = args.select_seeds if args.select_seeds is not None else args.seeds[:3]
     selection: dict = {"chosen": {}, "grid": {}, "select_seeds": select_seeds}
     rows = []
-    for label_set, path in collections.items():
-        chosen = selection["chosen"].setdefault(label_set, {})
-        for method in args.methods:
-            grid = [{}] if args.no_grid else GRID.get(method, [{}])
-            if method == "kdgan":  # --search (refused with --no-grid)
-                grid = grid + [pt for pt in searched if pt not in grid]
-            if len(grid) > 1:
-                chosen[method], scores = select(method, label_set, path, select_seeds, base,
-                                                args.out, grid)
-                selection["grid"].setdefault(label_set, {})[method] = scores
-                write_text(args.out / "selection.json", json.dumps(selection, indent=2))
-            else:
-                chosen[method] = grid[0]
-        for seed in args.seeds:
+    try:
+        for label_set, path in collections.items():
+            chosen = selection["chosen"].setdefault(label_set, {})
             for method in args.methods:
-                rows.append(run_one(method, label_set, path, seed, base, args.out, chosen[method]))
-                runs = pd.DataFrame(rows)
-                write_runs(args.out, runs)
+                grid = [{}] if args.no_grid else GRID.get(method, [{}])
+                if method == "kdgan":  # --search (refused with --no-grid)
+                    grid = grid + [pt for pt in searched if pt not in grid]
+                chosen[method], scores = select(method, label_set, path, select_seeds, base, args.out, grid)
+                if scores:
+                    selection["grid"].setdefault(label_set, {})[method] = scores
+                    write_text(args.out / "selection.json", json.dumps(selection, indent=2))
+            for seed in args.seeds:
+                for method in args.methods:
+                    rows.append(run_one(method, label_set, path, seed, base, args.out, chosen[method]))
+                    runs = pd.DataFrame(rows)
+                    write_runs(args.out, runs)
+    except DataError as e:  # a saved run of another configuration (benchmarks.core.run_or_read)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     write_text(args.out / "selection.json", json.dumps(selection, indent=2))
-    write_text(args.out / "select.md", select_markdown(selection))
-    lines = verdicts(runs, select_seeds) + (ceiling(collections["synthetic"]) if args.synthetic else [])
-    text = tag_to_markdown(tag_table(runs)) + "\n" + "\n".join(lines) + "\n"
-    write_text(args.out / "table.md", text)
-    print("\n" + text)
-    print(f"{time.perf_counter() - t0:.0f}s; runs: {args.out / 'runs.parquet'}; table: {args.out / 'table.md'}")
+    write_text(args.out / "select.md", tag_select_markdown(select_points(selection)))
+    lines = (paired_verdicts(runs, CLAIMS, select_seeds)
+             + (ceiling(collections["synthetic"]) if args.synthetic else []))
+    write_table(args.out, tag_to_markdown(tag_table(runs)) + "\n" + "\n".join(lines) + "\n",
+                said=f"{time.perf_counter() - t0:.0f}s; ")
     return 0
 
 

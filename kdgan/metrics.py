@@ -11,13 +11,20 @@ label index first). With R the image's relevant labels (its tags), rank(r) in 1.
 
 each averaged over the images (MAP, MRR). An image without tags has no defined AP or RR;
 such rows are an error. P@1 is the top-1 accuracy for single-label data.
+
+The names import without torch (analysis reads them to lay out its tables).
 """
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-METRICS = ("p@1", "p@3", "p@5", "f@3", "f@5", "map", "mrr")
+if TYPE_CHECKING:
+    import torch
+
+# What paper Table 2 reports, in its order; P@1 is the validation metric runs select on.
+RANKING = ("p@3", "p@5", "f@3", "f@5", "map", "mrr")
+METRICS = ("p@1", *RANKING)
 
 
 def ranking_metrics(scores: torch.Tensor, relevant: torch.Tensor,
@@ -34,6 +41,8 @@ def ranking_metrics(scores: torch.Tensor, relevant: torch.Tensor,
 def ranking_sums(scores: torch.Tensor, relevant: torch.Tensor,
                  ks: tuple[int, ...] = (1, 3, 5)) -> dict[str, float]:
     """Per-metric sums over the rows and their count, to average over several batches."""
+    import torch
+
     if scores.shape != relevant.shape or scores.ndim != 2:
         raise ValueError(f"scores {tuple(scores.shape)} and relevant {tuple(relevant.shape)}: "
                          "expected the same (N, K) shape")

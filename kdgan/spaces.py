@@ -11,8 +11,8 @@ A space file has three sections:
       gamma: {loguniform: [1.0e-4, 1.0e+2]}
       n:     {choice: [100, 1000]}
       batch_size: {randint: [16, 65]}     # integer in [16, 65)
-    smoke:          # overrides of `fixed` under --smoke (a tiny budget)
-      epochs: 2
+    smoke:          # under --smoke: overrides of `fixed` over the shared tiny budget SMOKE
+      cls_steps: 1
 
 Distributions: uniform [low, high], loguniform [low, high] (low > 0), randint [low, high)
 and choice [values...]. Every value a distribution can produce is checked against the
@@ -35,6 +35,9 @@ from kdgan.config import Config, ConfigError, unknown_key_message
 SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 KINDS = ("uniform", "loguniform", "randint", "choice")
 SECTIONS = ("fixed", "search", "smoke", "description")
+# The tiny budget of every --smoke (kdgan.train, the benchmarks, and every space under its own
+# `smoke` section): each phase runs, briefly.
+SMOKE: dict[str, Any] = {"pretrain_epochs": 2, "dis_pretrain_epochs": 1, "epochs": 2}
 
 
 class SpaceError(ValueError):
@@ -122,7 +125,7 @@ def parse(raw: Any, path: Path) -> Space:
     overlap = set(search) & set(fixed)
     if overlap:
         raise SpaceError(f"{path}: {sorted(overlap)} both fixed and searched")
-    space = Space(path.stem, path, fixed, search, smoke, str(raw.get("description", "")))
+    space = Space(path.stem, path, fixed, search, {**SMOKE, **smoke}, str(raw.get("description", "")))
     check_against_config(space)
     return space
 

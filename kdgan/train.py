@@ -22,6 +22,7 @@ from kdgan.data import DataError
 from kdgan.game import NonFiniteLossError
 from kdgan.io import CheckpointError, atomic_write
 from kdgan.run import Run
+from kdgan.spaces import SMOKE
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -44,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, argparse.Namespac
     args = p.parse_args(argv)
     values: dict[str, object] = {}
     if args.smoke:
-        values.update(pretrain_epochs=2, dis_pretrain_epochs=1, epochs=2)
+        values.update(SMOKE)
     for key in ("dataset", "n", "method", "seed"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)

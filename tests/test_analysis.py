@@ -12,6 +12,7 @@ import pytest
 from analysis import plots, tables
 from analysis.load import AnalysisError, load_experiments
 from analysis.report import build_report, main as report_main
+from kdgan.metrics import RANKING
 
 
 def _experiment(path: Path, n_trials: int = 40, search_gamma: bool = True, seed: int = 0) -> Path:
@@ -138,7 +139,7 @@ def test_the_notebook_runs_on_a_generated_experiment(tmp_path, monkeypatch):
 
 def test_report_renders_table2_from_tag_runs_and_says_when_it_has_none(tmp_path):
     rows = [{"label_set": s, "method": m, "seed": seed, "status": "DONE",
-             **{f"test_{k}": base + 0.01 * seed for k in tables.TAG_METRICS}}
+             **{f"test_{k}": base + 0.01 * seed for k in RANKING}}
             for s in ("popular", "random") for m, base in (("supervised", 0.3), ("kdgan", 0.4))
             for seed in range(3)]
     runs_dir = tmp_path / "tagruns"

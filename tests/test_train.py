@@ -177,24 +177,3 @@ def test_augmentation_identity_and_shift():
     centre = (batch.sum(2)[:, 0] * cols).sum(-1) / batch.sum((1, 2, 3))
     # centre of mass moves by at most 10% of the side (2.8 px), plus a little for rotation
     assert (centre - 13.5).abs().max() < 3.5 and centre.std() > 1.0
-
-
-def test_compare_benchmark_table_pairs_by_seed(blobs_npz, tmp_path, capsys):
-    from benchmarks import compare
-
-    out = tmp_path / "cmp"
-    sets = [f"{k}={v}" for k, v in {**TINY, "epochs": 1}.items() if k != "n"]
-    argv = ["--dataset", str(blobs_npz), "--n", "60", "--methods", "supervised", "kdgan",
-            "--seeds", "0", "1", "--out", str(out)] + [a for kv in sets for a in ("--set", kv)]
-    assert compare.main(argv) == 0
-    runs = pd.read_parquet(out / "runs.parquet")
-    assert len(runs) == 4 and set(runs["method"]) == {"supervised", "kdgan"}
-    paired = (runs[runs.method == "kdgan"].set_index("seed")["test_acc"]
-              - runs[runs.method == "supervised"].set_index("seed")["test_acc"]).mean()
-    table = (out / "table.md").read_text()
-    assert f"{100 * paired:+.2f}" in table
-    # a second call reads the finished runs back instead of running them again
-    capsys.readouterr()
-    assert compare.main(argv) == 0
-    assert "==" not in capsys.readouterr().out
-    assert compare.main(argv[:-2] + ["--set", "alpha=3"]) == 2

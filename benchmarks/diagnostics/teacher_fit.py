@@ -1,6 +1,6 @@
 """Does the pretrained teacher pass on anything its training labels do not?
 
-    python -m benchmarks.teacher_fit results/table2-synthetic/synthetic/kdgan-s0 [RUN_DIR ...]
+    python -m benchmarks.diagnostics.teacher_fit results/table2-synthetic/synthetic/kdgan-s0 [RUN_DIR ...]
 
 Distillation trains the classifier to match the teacher's distribution on the *training*
 images. If the teacher has memorised those images' labels, that distribution is the labels
@@ -15,13 +15,13 @@ mass far below it has memorised its training labels.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
-from benchmarks import run_config
+from benchmarks.core import run_config
+from benchmarks.diagnostics import parser
 from kdgan.config import ConfigError
 from kdgan.data import DataError, Split
 from kdgan.run import Run
@@ -62,10 +62,7 @@ def fit_report(run_dir: Path, threads: int = 0) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.teacher_fit", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", type=Path, help="run directories (with summary.json)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p = parser("teacher_fit", __doc__)
     args = p.parse_args(argv)
     print("| run | player | train | test | train label mass | test label mass |")
     print("|---|---|---|---|---|---|")

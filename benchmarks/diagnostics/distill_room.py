@@ -1,6 +1,6 @@
 """How much can a teacher give the classifier on the synthetic collection?
 
-    python -m benchmarks.distill_room results/table2-synthetic/synthetic/kdgan-s0 \\
+    python -m benchmarks.diagnostics.distill_room results/table2-synthetic/synthetic/kdgan-s0 \\
         results/table2-synthetic/synthetic/kdgan-s1 results/table2-synthetic/synthetic/kdgan-s2 \\
         --threads 1 --out results/distill-room
 
@@ -29,9 +29,9 @@ writes OUT/room.md and OUT/room.parquet (a row per run and target).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,16 +39,17 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from benchmarks import run_config, write_text
+from analysis.tables import room_markdown
+from benchmarks.core import run_config, write_text
+from benchmarks.diagnostics import parser
 from kdgan import tags
 from kdgan.config import Config, ConfigError
 from kdgan.data import Data, DataError
 from kdgan.game import Game
-from kdgan.metrics import ranking_metrics
+from kdgan.metrics import RANKING, ranking_metrics
 from kdgan.io import atomic_write
 from kdgan.run import Run
 
-RANKING = ("p@3", "p@5", "f@3", "f@5", "map", "mrr")
 TARGETS = ("tags", "teacher", "teacher, out of fold", "ideal teacher", "ideal classifier")
 
 
@@ -70,22 +71,21 @@ def out_of_fold(cfg: Config, data: Data, folds: int, device: torch.device) -> to
 
 def train_student(cfg: Config, data: Data, target: torch.Tensor, epochs: int,
                   device: torch.device) -> dict:
-    """A fresh classifier (the run's, same initialisation) on soft targets for the training
-    images; test metrics at the pass of best validation MAP."""
-    game = Game(cfg.replace(method="supervised"), data, device)  # builds C as the run does
+    """A fresh classifier (the run's, same initialisation) trained as C is pretrained
+    (Game.supervised_step: cross-entropy, here on soft targets for the training images, no
+    augmentation), with Adam at the run's pretraining rate; test metrics at the pass of best
+    validation MAP."""
+    target = target / target.sum(dim=1, keepdim=True)
+    soft = replace(data, train=replace(data.train, y=target))
+    game = Game(cfg.replace(method="supervised", augment=False), soft, device)  # builds C as the run does
     model = game.players["cls"]
     torch.manual_seed(cfg.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.pretrain_lr)
-    target = target / target.sum(dim=1, keepdim=True)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.pretrain_lr)  # no weight decay: the protocol's
     val_rel, test_rel = tags.relevant(data.val), tags.relevant(data.test)
     best: dict = {"val_map": -1.0}
     for epoch in range(1, epochs + 1):
-        model.train()
-        for index in torch.randperm(len(target)).split(cfg.batch_size):
-            loss = -(target[index] * F.log_softmax(model(data.train.x[index]), -1)).sum(-1).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        for index in torch.randperm(len(target)).split(cfg.batch_size):  # on the CPU, as always
+            game.supervised_step("cls", index, opt)
         val_map = ranking_metrics(softmax_of(model, data.val.x), val_rel)["map"]
         if val_map > best["val_map"]:
             test = ranking_metrics(softmax_of(model, data.test.x), test_rel)
@@ -128,32 +128,10 @@ def room(run_dir: Path, epochs: int = 60, folds: int = 5, threads: int = 0,
     return out
 
 
-def markdown(df: pd.DataFrame) -> str:
-    lines = ["| target | runs | mass on the tags | " + " | ".join(m.upper() for m in RANKING)
-             + " | MAP - tags |", "|---|---|---|" + "---|" * (len(RANKING) + 1)]
-    ref = df[df["target"] == "tags"].set_index("run")["test_map"]
-    for name in TARGETS:
-        g = df[df["target"] == name]
-        if g.empty:
-            continue
-        cells = [f"{g[f'test_{m}'].mean():.4f} +- {g[f'test_{m}'].std(ddof=1) if len(g) > 1 else 0:.4f}"
-                 for m in RANKING]
-        diff = g.set_index("run")["test_map"] - ref
-        lines.append(f"| {name} | {len(g)} | {g['train_tag_mass'].mean():.3f} | " + " | ".join(cells)
-                     + f" | {diff.mean():+.4f} |")
-    lines += ["", "Test metrics of a fresh classifier trained on each target for the run's n "
-              "training images, at its pass of best validation MAP; mean +- std over runs. "
-              "'mass on the tags': the target's mean probability on the observed tags."]
-    return "\n".join(lines) + "\n"
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.distill_room", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", type=Path, help="finished run directories (summary.json)")
+    p = parser("distill_room", __doc__)
     p.add_argument("--epochs", type=int, default=60, help="passes of each student (default 60)")
     p.add_argument("--folds", type=int, default=5, help="out-of-fold teachers (default 5)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--out", type=Path, default=None, help="write OUT/room.md and OUT/room.parquet")
     args = p.parse_args(argv)
     for flag, value, least in (("--epochs", args.epochs, 1), ("--folds", args.folds, 2)):
@@ -171,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     df = pd.DataFrame(rows)
-    text = markdown(df)
+    text = room_markdown(df, list(TARGETS))
     print("\n" + text)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
