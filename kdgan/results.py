@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from kdgan.config import Config
 from kdgan.io import atomic_write
@@ -62,45 +64,90 @@ def trial_status(status: str, last: dict[str, Any] | None) -> str:
     return "TERMINATED"
 
 
-def _read_part(path: Path) -> pd.DataFrame:
+def _read_table(path: Path) -> pa.Table:
     try:
-        return pd.read_parquet(path)
+        return pq.read_table(path)
     except Exception as e:  # pyarrow raises several types for a damaged file
         raise ResultsError(f"{path}: not a readable Parquet file ({type(e).__name__}); delete it "
                            "and resume (its trial's rows are written again as it reports), or "
                            "start over with --fresh") from None
 
 
-def _read_parts(folder: Path) -> pd.DataFrame:
-    frames = [_read_part(p) for p in sorted(folder.glob("*.parquet"))] if folder.is_dir() else []
-    frames = [f for f in frames if not f.empty]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+def _read_part(path: Path) -> pd.DataFrame:
+    return _read_table(path).to_pandas()
+
+
+def _write_table(path: Path, rows: list[dict[str, Any]]) -> None:
+    keys = dict.fromkeys(k for row in rows for k in row)  # every row's columns, in order
+    table = pa.Table.from_pydict({k: [row.get(k) for row in rows] for k in keys})
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+
+class _Parts:
+    """The part files of one kind, read back as one table; a file is read again only when
+    it changed, so a compaction re-reads what the search wrote since the last one."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._cache: dict[str, tuple[float, pa.Table]] = {}
+
+    def table(self) -> pa.Table | None:
+        seen = {}
+        for path in self.folder.glob("*.parquet") if self.folder.is_dir() else []:
+            try:
+                mtime = path.stat().st_mtime_ns
+            except FileNotFoundError:  # set aside between the listing and now
+                continue
+            cached = self._cache.get(path.name)
+            seen[path.name] = cached if cached and cached[0] == mtime else (mtime, _read_table(path))
+        self._cache = seen
+        tables = [t for _, (_, t) in sorted(seen.items()) if t.num_rows]
+        if not tables:
+            return None
+        return pa.concat_tables(tables, promote_options="permissive")
+
+
+def _frame(table: pa.Table | None) -> pd.DataFrame:
+    return pd.DataFrame() if table is None else table.to_pandas()
 
 
 def read_trials(experiment: Path) -> pd.DataFrame:
     """Every trial's row, from the parts (up to date while the search runs)."""
-    trials = _read_parts(Path(experiment) / PARTS / "trials")
+    trials = _frame(_Parts(Path(experiment) / PARTS / "trials").table())
     return trials[[c for c in trials.columns if not c.startswith("_")]]
 
 
 def read_epochs(experiment: Path) -> pd.DataFrame:
     """Every trial's epoch rows, from the parts, sorted by trial and epoch."""
-    epochs = _read_parts(Path(experiment) / PARTS / "epochs")
+    epochs = _frame(_Parts(Path(experiment) / PARTS / "epochs").table())
     if not epochs.empty:
         epochs = epochs.sort_values(["trial_id", "epoch"]).reset_index(drop=True)
     return epochs
 
 
+class Compactor:
+    """Rebuilds trials.parquet and epochs.parquet from the parts, re-reading changed parts only."""
+
+    def __init__(self, experiment: Path) -> None:
+        self.dir = Path(experiment)
+        self._trials = _Parts(self.dir / PARTS / "trials")
+        self._epochs = _Parts(self.dir / PARTS / "epochs")
+
+    def __call__(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        trials, epochs = self._trials.table(), self._epochs.table()
+        if trials is not None:
+            trials = trials.select([c for c in trials.column_names if not c.startswith("_")])
+            trials = trials.sort_by("trial_id")
+            atomic_write(self.dir / TRIALS, lambda tmp: pq.write_table(trials, tmp))
+        if epochs is not None:
+            epochs = epochs.sort_by([("trial_id", "ascending"), ("epoch", "ascending")])
+            atomic_write(self.dir / EPOCHS, lambda tmp: pq.write_table(epochs, tmp))
+        return _frame(trials), _frame(epochs)
+
+
 def compact(experiment: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rebuild trials.parquet and epochs.parquet from the parts (atomically); return them."""
-    experiment = Path(experiment)
-    trials, epochs = read_trials(experiment), read_epochs(experiment)
-    if not trials.empty:
-        trials = trials.sort_values("trial_id").reset_index(drop=True)
-        atomic_write(experiment / TRIALS, lambda tmp: trials.to_parquet(tmp, index=False))
-    if not epochs.empty:
-        atomic_write(experiment / EPOCHS, lambda tmp: epochs.to_parquet(tmp, index=False))
-    return trials, epochs
+    return Compactor(experiment)()
 
 
 def set_aside_orphans(experiment: Path, known: set[str]) -> list[str]:
@@ -256,12 +303,10 @@ class ParquetResults(Callback):
         self._rows[trial.trial_id] = row
 
     def _write(self, trial_id: str, epochs: bool) -> None:
-        row = self._rows[trial_id]
-        atomic_write(self._part("trials", trial_id),
-                     lambda tmp: pd.DataFrame([row]).to_parquet(tmp, index=False))
+        _write_table(self._part("trials", trial_id), [self._rows[trial_id]])
         if epochs and self._epochs[trial_id]:
-            frame = pd.DataFrame([self._epochs[trial_id][e] for e in sorted(self._epochs[trial_id])])
-            atomic_write(self._part("epochs", trial_id), lambda tmp: frame.to_parquet(tmp, index=False))
+            rows = self._epochs[trial_id]
+            _write_table(self._part("epochs", trial_id), [rows[e] for e in sorted(rows)])
         self._dirty.set()
 
     # ------------------------------------------------------------------ compaction
@@ -277,14 +322,20 @@ class ParquetResults(Callback):
             self._thread = None
 
     def _compactor(self) -> None:
-        while not self._stop.wait(self.compact_every_s):
+        """Every compact_every_s at least, and at least ten times as long as a compaction
+        takes, so that it never takes more than a tenth of a core, however large the search."""
+        compactor = Compactor(self.dir)
+        wait = self.compact_every_s
+        while not self._stop.wait(wait):
             if self._dirty.is_set():
                 self._dirty.clear()
+                t0 = time.perf_counter()
                 try:
                     with self._lock:
-                        compact(self.dir)
+                        compactor()
                 except Exception as e:  # noqa: BLE001 - reported at the end, never fatal
                     self.compaction_error = f"{type(e).__name__}: {e}"
+                wait = max(self.compact_every_s, 10 * (time.perf_counter() - t0))
 
 
 def _error_text(trial, last: dict[str, Any]) -> str:
