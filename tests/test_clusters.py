@@ -8,7 +8,9 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 import pandas as pd
@@ -52,7 +54,10 @@ def test_launcher_yaml_follows_the_projects_rules(name):
     assert "RAY_AUTH_MODE=token" in starts and "disabled" not in text
     assert cfg["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
     setup = " ".join(cfg["setup_commands"])
-    assert "pip install -q -e ~/kdgan" in setup  # kdgan pins ray[tune]==2.60.0
+    # kdgan[cluster]: kdgan, and ray[default] for the dashboard and job API docs/cluster.md uses
+    install = next(c for c in cfg["setup_commands"] if "pip install" in c and "kdgan" in c)
+    words = _shell_words(install.split("&&")[0], home="/home/someone")
+    assert words[words.index("-e") + 1] == "/home/someone/kdgan[cluster]", words
     storage = setup.split("KDGAN_STORAGE_PATH=")[1].split("'")[0]
     assert storage.startswith(("s3://", "gs://", "/mnt/"))
     if cfg["provider"]["type"] != "local":
@@ -60,8 +65,27 @@ def test_launcher_yaml_follows_the_projects_rules(name):
         assert gpu and all(t["max_workers"] >= 1 for t in gpu)
 
 
+def _shell_words(command: str, home: str) -> list[str]:
+    """The words a POSIX shell makes of `command` (quotes, $HOME, ~ and globs as on a node)."""
+    with tempfile.TemporaryDirectory() as empty:
+        out = subprocess.run(["sh", "-c", f"set -- {command}; printf '%s\\n' \"$@\""], cwd=empty,
+                             env={"HOME": home, "PATH": os.defpath}, capture_output=True,
+                             text=True, check=True)
+    return out.stdout.splitlines()
+
+
+def test_shell_words_sees_what_a_node_would():
+    assert _shell_words('pip install -e "$HOME/kdgan[cluster]"', "/h")[-1] == "/h/kdgan[cluster]"
+    assert _shell_words('pip install -e "~/kdgan[cluster]"', "/h")[-1] == "~/kdgan[cluster]"
+
+
 def test_pyproject_pins_the_ray_of_the_clusters():
-    assert '"ray[tune]==2.60.0"' in (CLUSTERS.parent / "pyproject.toml").read_text()
+    project = tomllib.loads((CLUSTERS.parent / "pyproject.toml").read_text())["project"]
+    assert "ray[tune]==2.60.0" in project["dependencies"]
+    extras = project["optional-dependencies"]
+    assert extras["cluster"] == ["ray[default]==2.60.0"]  # the dashboard and the job API
+    assert "ray[default]==2.60.0" in extras["test"]  # CI runs the dashboard and job tests
+    assert 'pip install -e "/home/ray/kdgan[cluster]"' in (CLUSTERS / "kuberay.yaml").read_text()
     cr = _load("kuberay.yaml")
     assert cr["spec"]["rayVersion"] == "2.60.0"
     assert cr["spec"]["headGroupSpec"]["serviceType"] == "ClusterIP"
