@@ -3,14 +3,19 @@ a cloud) and the project's rules; a real two-node search in network namespaces."
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import json
 import os
+import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -110,80 +115,182 @@ def test_a_broken_yaml_fails_validation(name, breakage):
 
 
 # ----------------------------------------------------------------------------- two nodes
-NS = ("kdgan-test-a", "kdgan-test-b")
-IPS = ("10.77.0.1", "10.77.0.2")
+# Two Ray nodes on this machine, each in a network namespace of its own joined by a veth pair.
+# Every run names its namespaces and interfaces afresh, keeps Ray's files, the token and the
+# home folder of every process it starts in a temporary folder, and ends only the processes
+# inside its own namespaces: it can run beside any other Ray or test on the machine.
+IPS = ("10.77.0.1", "10.77.0.2")  # inside this run's namespaces only
+GCS_PORT, DASHBOARD_PORT = 6379, 8265
+REPO = CLUSTERS.parent
+TESTS = Path(__file__).resolve().parent
+REAL_TOKEN = Path.home() / ".ray" / "auth_token"  # the user's, which the tests must not write
 
 
-def _sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=120)
+def _sh(*cmd: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=timeout)
 
 
-def _netns_usable() -> str | None:
-    if os.geteuid() != 0:
-        return "not root: cannot create network namespaces"
-    if shutil.which("ip") is None:
-        return "iproute2 ('ip') is not installed"
-    probe = _sh("ip", "netns", "add", "kdgan-probe", check=False)
-    if probe.returncode:
-        return f"cannot create a network namespace: {probe.stderr.strip()}"
-    _sh("ip", "netns", "del", "kdgan-probe", check=False)
-    return None
+def _netns_pids(ns: str) -> list[int]:
+    return [int(p) for p in _sh("ip", "netns", "pids", ns, check=False).stdout.split()]
 
 
-def _teardown() -> None:
-    for ns in NS:  # every process inside the namespace: both Ray nodes and their workers
-        pids = _sh("ip", "netns", "pids", ns, check=False).stdout.split()
-        if pids:
-            subprocess.run(["kill", "-9", *pids], check=False)
-    time.sleep(0.5)
-    for ns in NS:
-        _sh("ip", "netns", "del", ns, check=False)
+def _namespaces() -> set[str]:
+    return {line.split()[0] for line in _sh("ip", "netns", "list").stdout.splitlines() if line.strip()}
 
 
-@pytest.fixture
-def two_nodes():
-    reason = _netns_usable()
-    if reason:
-        pytest.skip(reason)
-    _teardown()
-    _sh("ip", "netns", "add", NS[0])
-    _sh("ip", "netns", "add", NS[1])
-    _sh("ip", "link", "add", "kdgan-va", "type", "veth", "peer", "name", "kdgan-vb")
-    for ns, dev, ip in zip(NS, ("kdgan-va", "kdgan-vb"), IPS):
-        _sh("ip", "link", "set", dev, "netns", ns)
-        _sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{ip}/24", "dev", dev)
-        _sh("ip", "netns", "exec", ns, "ip", "link", "set", dev, "up")
-        _sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+def _end_namespace(ns: str) -> None:
+    """SIGKILL every process inside `ns` (this run's Ray nodes, their workers, its drivers),
+    until none is left, then delete the namespace (and the veth end inside it)."""
+    deadline = time.time() + 30
+    while (pids := _netns_pids(ns)) and time.time() < deadline:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+    _sh("ip", "netns", "del", ns, check=False)
+
+
+@dataclass
+class Nodes:
+    """A running two-node cluster: node 0 the head (IPS[0]), node 1 a worker (IPS[1])."""
+
+    ns: tuple[str, str]
+    envs: tuple[dict[str, str], dict[str, str]]  # the environment of each node's processes
+    token: str
+    root: Path
+
+    def cmd(self, node: int, *args: str) -> list[str]:
+        return ["ip", "netns", "exec", self.ns[node], *args]
+
+    def run(self, node: int, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(self.cmd(node, *args), env=self.envs[node], capture_output=True,
+                              text=True, timeout=timeout)
+
+    def pids(self, node: int) -> list[int]:
+        return _netns_pids(self.ns[node])
+
+
+def _ray_start(nodes: Nodes, node: int, *args: str) -> None:
     ray = str(Path(sys.executable).with_name("ray"))
+    out = nodes.run(node, ray, "start", "--node-ip-address", IPS[node], "--num-cpus", "1",
+                    "--disable-usage-stats", *args)
+    assert out.returncode == 0, f"ray start on {IPS[node]}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+
+
+def _wait_for_two_nodes(nodes: Nodes, timeout: float = 60) -> None:
+    """Until the head counts both nodes alive (a trial should not start before the worker)."""
+    script = ("import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False); "
+              "print(sum(n['Alive'] for n in ray.nodes()))")
+    deadline = time.time() + timeout
+    while True:
+        out = nodes.run(0, sys.executable, "-c", script, f"{IPS[0]}:{GCS_PORT}")
+        if out.stdout.strip().endswith("2"):
+            return
+        assert time.time() < deadline, f"the worker did not join: {out.stdout[-500:]} {out.stderr[-2000:]}"
+        time.sleep(1)
+
+
+@contextlib.contextmanager
+def _two_nodes(dashboard: bool = False, node_env: dict[str, str] | None = None):
+    if os.geteuid() != 0:
+        pytest.skip("not root: cannot create network namespaces")
+    if shutil.which("ip") is None:
+        pytest.skip("iproute2 ('ip') is not installed")
+    suffix = secrets.token_hex(3)
+    ns = (f"kdgan-{suffix}-a", f"kdgan-{suffix}-b")
+    veth = (f"kdg{suffix}a", f"kdg{suffix}b")  # interface names: 15 characters at most
+    # Short: Ray's unix sockets live under RAY_TMPDIR, and a socket path has 107 bytes at most.
+    root = Path(tempfile.mkdtemp(dir="/tmp", prefix="kdgan-2n-"))
+    token_existed = REAL_TOKEN.exists()
+    made: list[str] = []
     try:
-        subprocess.run(["ip", "netns", "exec", NS[0], ray, "start", "--head", "--node-ip-address",
-                        IPS[0], "--port", "6379", "--num-cpus", "1", "--include-dashboard", "false",
-                        "--disable-usage-stats"], env=env, check=True, capture_output=True, timeout=120)
-        subprocess.run(["ip", "netns", "exec", NS[1], ray, "start", "--address", f"{IPS[0]}:6379",
-                        "--node-ip-address", IPS[1], "--num-cpus", "1", "--disable-usage-stats"],
-                       env=env, check=True, capture_output=True, timeout=120)
-        yield env
+        for name in ns:
+            probe = _sh("ip", "netns", "add", name, check=False)
+            if probe.returncode:
+                pytest.skip(f"cannot create a network namespace: {probe.stderr.strip()}")
+            made.append(name)
+        _sh("ip", "link", "add", veth[0], "type", "veth", "peer", "name", veth[1])
+        for name, dev, ip in zip(ns, veth, IPS):
+            _sh("ip", "link", "set", dev, "netns", name)
+            _sh("ip", "netns", "exec", name, "ip", "addr", "add", f"{ip}/24", "dev", dev)
+            _sh("ip", "netns", "exec", name, "ip", "link", "set", dev, "up")
+            _sh("ip", "netns", "exec", name, "ip", "link", "set", "lo", "up")
+        # Token authentication with a token of this run, read from a file of this run; a home
+        # folder of its own, so no process writes ~/.ray (or anything else) in the real one.
+        token = secrets.token_hex(32)
+        token_file = root / "auth_token"
+        token_file.write_text(token)
+        token_file.chmod(0o600)
+        (root / "home").mkdir()
+        base = {k: v for k, v in os.environ.items()
+                if not k.startswith("RAY_") and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")
+                and k != "KDGAN_STORAGE_PATH"}
+        base.update(HOME=str(root / "home"), RAY_AUTH_MODE="token",
+                    RAY_AUTH_TOKEN_PATH=str(token_file), RAY_USAGE_STATS_ENABLED="0",
+                    PYTHONUNBUFFERED="1", PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                    # this checkout's kdgan (and the tests' fault hooks) in every worker
+                    PYTHONPATH=os.pathsep.join([str(REPO), str(TESTS)]), **(node_env or {}))
+        envs = tuple({**base, "RAY_TMPDIR": str(root / n)} for n in ("a", "b"))
+        for n in ("a", "b"):
+            (root / n).mkdir()
+        nodes = Nodes(ns, envs, token, root)
+        dash = (["--include-dashboard=true", "--dashboard-host=127.0.0.1",
+                 f"--dashboard-port={DASHBOARD_PORT}"] if dashboard else ["--include-dashboard=false"])
+        _ray_start(nodes, 0, "--head", "--port", str(GCS_PORT), *dash)
+        _ray_start(nodes, 1, "--address", f"{IPS[0]}:{GCS_PORT}")
+        _wait_for_two_nodes(nodes)
+        yield nodes
     finally:
-        _teardown()
-        assert not any(ns in _sh("ip", "netns", "list").stdout for ns in NS)
+        for name in made:
+            _end_namespace(name)
+        if veth[0] in _sh("ip", "-o", "link", "show", check=False).stdout:  # never moved
+            _sh("ip", "link", "del", veth[0], check=False)
+        shutil.rmtree(root, ignore_errors=True)
+    # reached when the test passed or failed, not when setting up failed
+    assert not set(ns) & _namespaces(), "a namespace of this test is still there"
+    assert token_existed or not REAL_TOKEN.exists(), f"{REAL_TOKEN} was written during the test"
 
 
-def test_a_search_runs_on_two_nodes(two_nodes, tmp_path):
+def _dashboard_missing() -> str | None:
+    """Why Ray cannot serve the dashboard and the job API here (ray[default] missing), or None."""
+    from ray._private.utils import get_dashboard_dependency_error
+
+    error = get_dashboard_dependency_error()
+    return error and (f"ray[default] is not installed ({error}): pip install -e '.[test]' "
+                      "(or '.[cluster]') brings the dashboard and the job API")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two nodes, the dashboard and job API on the head's loopback (with ray[default]); shared
+    by the tests that leave both nodes running."""
+    with _two_nodes(dashboard=_dashboard_missing() is None) as nodes:
+        yield nodes
+
+
+SPACE = """
+fixed: {{dataset: {data}, n: 60, cls_arch: mlp-small, tch_arch: linear, dis_arch: mlp-small,
+        batch_size: 20, pretrain_epochs: 2, dis_pretrain_epochs: 1, epochs: {epochs}, augment: false,
+        cls_steps: {steps}, tch_steps: {steps}, dis_steps: {steps}, eval_batch_size: 500}}
+search: {{alpha: {{uniform: [0, 1]}}, beta: {{loguniform: [1.0e-3, 1.0e+3]}}}}
+smoke: {{epochs: 2, cls_steps: 1, tch_steps: 1, dis_steps: 1}}
+"""
+
+
+def _space(tmp_path: Path, epochs: int = 3, steps: int = 4) -> Path:
     data = write_blobs_npz(tmp_path / "blobs.npz")
     space = tmp_path / "space.yaml"
-    space.write_text(f"""
-fixed: {{dataset: {data}, n: 60, cls_arch: mlp-small, tch_arch: linear, dis_arch: mlp-small,
-        batch_size: 20, pretrain_epochs: 2, dis_pretrain_epochs: 1, epochs: 3, augment: false,
-        cls_steps: 4, tch_steps: 4, dis_steps: 4, eval_batch_size: 500}}
-search: {{alpha: {{uniform: [0, 1]}}, beta: {{loguniform: [1.0e-3, 1.0e+3]}}}}
-""")
+    space.write_text(SPACE.format(data=data, epochs=epochs, steps=steps))
+    return space
+
+
+@pytest.mark.slow
+def test_a_search_runs_on_two_nodes(cluster, tmp_path):
     # the two nodes share this machine's file system: a shared mount, as a cluster needs
     storage = tmp_path / "shared"
-    result = subprocess.run(
-        ["ip", "netns", "exec", NS[0], sys.executable, "-m", "kdgan.tune", "--space", str(space),
-         "--num-samples", "6", "--address", f"{IPS[0]}:6379", "--storage-path", str(storage),
-         "--name", "two-nodes"], env=two_nodes, capture_output=True, text=True, timeout=400)
+    result = cluster.run(0, sys.executable, "-m", "kdgan.tune", "--space", str(_space(tmp_path)),
+                         "--num-samples", "6", "--address", f"{IPS[0]}:{GCS_PORT}",
+                         "--storage-path", str(storage), "--name", "two-nodes", timeout=400)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     trials = pd.read_parquet(storage / "two-nodes" / "trials.parquet")
     assert len(trials) == 6 and (trials["status"] == "TERMINATED").all()
@@ -191,3 +298,79 @@ search: {{alpha: {{uniform: [0, 1]}}, beta: {{loguniform: [1.0e-3, 1.0e+3]}}}}
     print("trials per node:", per_node.to_dict())
     assert set(per_node.index) == set(IPS), per_node
     assert trials["node_id"].nunique() == 2
+
+
+# A GET from inside a namespace, without proxies: (status, body) or (None, the error).
+FETCH = r"""
+import json, sys, urllib.error, urllib.request
+url, token = sys.argv[1], sys.argv[2]
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+def get(headers):
+    try:
+        with opener.open(urllib.request.Request(url, headers=headers), timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError as e:
+        return None, f"{type(e).__name__}: {e}"
+print(json.dumps({"anonymous": get({}), "token": get({"Authorization": "Bearer " + token})}))
+"""
+
+
+def _fetch(nodes: Nodes, node: int, url: str) -> dict:
+    out = nodes.run(node, sys.executable, "-c", FETCH, url, nodes.token, timeout=30)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout)
+
+
+def _wait_for_dashboard(nodes: Nodes, timeout: float = 60) -> dict:
+    deadline = time.time() + timeout
+    while True:
+        got = _fetch(nodes, 0, f"http://127.0.0.1:{DASHBOARD_PORT}/api/version")
+        if got["token"][0] == 200 or time.time() > deadline:
+            return got
+        time.sleep(1)
+
+
+@pytest.mark.slow
+def test_the_dashboard_serves_on_the_heads_loopback_with_token_auth(cluster):
+    if _dashboard_missing():  # a failure, not a skip: CI installs .[test] and must run this
+        pytest.fail(_dashboard_missing())
+    got = _wait_for_dashboard(cluster)
+    assert got["token"][0] == 200, got
+    assert json.loads(got["token"][1])["ray_version"] == "2.60.0"
+    assert got["anonymous"][0] == 401, got  # the token guards the HTTP API as well
+    # from the other node, the head's address: nothing listens there for the dashboard ...
+    remote = _fetch(cluster, 1, f"http://{IPS[0]}:{DASHBOARD_PORT}/api/version")
+    assert remote["token"][0] is None and "Connection refused" in remote["token"][1], remote
+    # ... while the network between the nodes works (the GCS port answers)
+    probe = cluster.run(1, sys.executable, "-c", "import socket, sys; "
+                        "socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)",
+                        IPS[0], str(GCS_PORT))
+    assert probe.returncode == 0, probe.stderr[-1000:]
+
+
+@pytest.mark.slow
+def test_a_smoke_search_submitted_through_the_job_api(cluster, tmp_path):
+    if _dashboard_missing():
+        pytest.fail(_dashboard_missing())
+    assert _wait_for_dashboard(cluster)["token"][0] == 200
+    storage = tmp_path / "shared"
+    ray = str(Path(sys.executable).with_name("ray"))
+    job_id = f"kdgan-smoke-{secrets.token_hex(3)}"
+    # as docs/cluster.md: RAY_AUTH_MODE=token and the token in the CLI's environment
+    out = cluster.run(0, ray, "job", "submit", "--address", f"http://127.0.0.1:{DASHBOARD_PORT}",
+                      "--submission-id", job_id, "--", "python", "-m", "kdgan.tune",
+                      "--space", str(_space(tmp_path)), "--smoke", "--address", "auto",
+                      "--storage-path", str(storage), "--name", "job-smoke", timeout=400)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-3000:]
+    status = cluster.run(0, ray, "job", "status", "--address",
+                         f"http://127.0.0.1:{DASHBOARD_PORT}", job_id)
+    assert f"Job '{job_id}' succeeded" in status.stdout, status.stdout + status.stderr
+    trials = pd.read_parquet(storage / "job-smoke" / "trials.parquet")
+    assert len(trials) == 4 and (trials["status"] == "TERMINATED").all()  # --smoke: 4 trials
+    assert (trials["epochs"] == 2).all()  # the space's smoke budget
+    # without the token the job API refuses
+    anonymous = _fetch(cluster, 0, f"http://127.0.0.1:{DASHBOARD_PORT}/api/jobs/")
+    assert anonymous["anonymous"][0] == 401 and anonymous["token"][0] == 200, anonymous
+
