@@ -24,7 +24,9 @@ import yaml
 from ray.autoscaler._private.kuberay.autoscaling_config import _derive_autoscaling_config_from_ray_cr
 from ray.autoscaler._private.util import prepare_config, validate_config
 
+from benchmarks.faults import audit
 from conftest import write_blobs_npz
+from kdgan.results import ResultsError, read_epochs, read_trials
 
 CLUSTERS = Path(__file__).resolve().parent.parent / "clusters"
 LAUNCHER = ["aws-gpu.yaml", "gcp-gpu.yaml", "local.yaml"]
@@ -374,3 +376,97 @@ def test_a_smoke_search_submitted_through_the_job_api(cluster, tmp_path):
     anonymous = _fetch(cluster, 0, f"http://127.0.0.1:{DASHBOARD_PORT}/api/jobs/")
     assert anonymous["anonymous"][0] == 401 and anonymous["token"][0] == 200, anonymous
 
+
+def _parts(read, experiment: Path) -> pd.DataFrame:
+    """The parts of a running search as they are now (a part replaced while being read
+    is read again at the next poll)."""
+    try:
+        return read(experiment)
+    except (ResultsError, OSError):
+        return pd.DataFrame()
+
+
+@pytest.mark.slow
+def test_a_node_dies_and_the_search_goes_on(tmp_path):
+    """One trial per node at a time; when a trial on the worker reaches epoch 8, every process
+    of the worker's namespace gets SIGKILL (a machine lost). The search ends with every trial
+    TERMINATED and every epoch row once, and the files say what happened to the trial."""
+    epochs_total, samples, kill_at = 25, 6, 8
+    space = _space(tmp_path, epochs=epochs_total, steps=1)
+    storage = tmp_path / "shared"
+    experiment = storage / "node-death"
+    log = tmp_path / "driver.log"
+    # each epoch 0.25 s longer: the trial cannot run on from epoch 8 to its end unnoticed
+    slow = {"KDGAN_EPOCH_HOOK": "faults:slow_epochs", "KDGAN_EPOCH_SLEEP": "0.25"}
+    with _two_nodes(node_env=slow) as nodes, open(log, "w") as out:
+        driver = subprocess.Popen(
+            nodes.cmd(0, sys.executable, "-m", "kdgan.tune", "--space", str(space),
+                      "--num-samples", str(samples), "--address", f"{IPS[0]}:{GCS_PORT}",
+                      "--checkpoint-every", "5", "--storage-path", str(storage),
+                      "--name", "node-death"),
+            env=nodes.envs[0], stdout=out, stderr=subprocess.STDOUT)
+        try:
+            victim, deadline = None, time.time() + 180
+            while victim is None:
+                assert driver.poll() is None, log.read_text()[-4000:]
+                assert time.time() < deadline, "no trial reached epoch 8 on the worker"
+                epochs = _parts(read_epochs, experiment)
+                if "node_ip" in epochs:
+                    there = epochs[(epochs["node_ip"] == IPS[1]) & (epochs["epoch"] >= kill_at)]
+                    if not there.empty:
+                        victim = there["trial_id"].iloc[0]
+                        reached = int(epochs.loc[epochs["trial_id"] == victim, "epoch"].max())
+                time.sleep(0.1)
+            killed = time.time()
+            while pids := nodes.pids(1):  # the raylet, its agents and workers: the node is gone
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                assert time.time() < killed + 30, f"processes survive in {nodes.ns[1]}: {pids}"
+                time.sleep(0.05)
+            # Ray noticed: Tune's failure of the trial is in its part; back: the trial reported
+            # from the head (once the head's one CPU is free)
+            noticed_s = back_s = None
+            while back_s is None and time.time() < killed + 180 and driver.poll() is None:
+                row = _parts(read_trials, experiment)
+                row = row[row["trial_id"] == victim] if "trial_id" in row else pd.DataFrame()
+                if not row.empty:
+                    row = row.iloc[0]
+                    if noticed_s is None and (row["failures"] >= 1 or row["lives"] >= 2):
+                        noticed_s = time.time() - killed
+                    if IPS[0] in str(row["node_ips"]).split(","):
+                        back_s = time.time() - killed
+                time.sleep(0.1)
+            driver.wait(timeout=300)
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+                driver.wait()
+    assert driver.returncode == 0, log.read_text()[-4000:]
+    trials = pd.read_parquet(experiment / "trials.parquet")
+    epochs = pd.read_parquet(experiment / "epochs.parquet")
+    assert len(trials) == samples and (trials["status"] == "TERMINATED").all(), trials["status"]
+    expected = list(range(epochs_total + 1))  # epoch 0 is the pretraining
+    assert len(epochs) == samples * len(expected)
+    for trial_id, group in epochs.groupby("trial_id"):
+        assert sorted(group["epoch"].astype(int)) == expected, trial_id
+    killed_row = trials.set_index("trial_id").loc[victim]
+    assert killed_row["failures"] >= 1 or killed_row["lives"] >= 2, killed_row
+    # Both namespaces share the machine's hostname, so `nodes` names one host; the node
+    # addresses tell the worker it started on from the head it finished on.
+    assert killed_row["node_ips"].split(",") == [IPS[1], IPS[0]], killed_row["node_ips"]
+    assert len(killed_row["nodes"].split(",")) == 1  # one hostname for both
+    assert set(epochs.loc[epochs["trial_id"] == victim, "node_ip"]) == set(IPS)
+    assert noticed_s is not None and back_s is not None
+    report = audit(experiment, samples)
+    assert report["trials"] == report["tune_trials"] == report["optuna_trials"] == samples, report
+    for key in ("trials_duplicated", "epoch_rows_duplicated", "epoch_rows_lost", "trials_lost",
+                "trials_not_finished", "optuna_running"):
+        assert report[key] == 0, (key, report)
+    assert report["compacted_matches_parts"] and report["tune_matches_parquet"], report
+    retried = int(((trials["failures"] >= 1) | (trials["lives"] >= 2)).sum())
+    print(f"node death: trial {victim} killed at epoch {reached} on {IPS[1]}; Ray noticed after "
+          f"{noticed_s:.1f} s (its failure in the parts), the trial reported again from "
+          f"{IPS[0]} after {back_s:.1f} s; trials retried {retried}; "
+          f"rows lost {report['epoch_rows_lost']}, duplicated {report['epoch_rows_duplicated']}; "
+          f"search {json.loads((experiment / 'search.json').read_text())[-1]['wall_s']:.0f} s")
