@@ -300,6 +300,12 @@ class ParquetResults(Callback):
         row["nodes"] = ",".join(nodes)  # every node it ran on, in order
         row["node_id"] = last.get("node_id", old.get("node_id"))
         row["node_ip"] = last.get("node_ip", old.get("node_ip"))
+        # Nodes can share a hostname (containers, network namespaces): their addresses tell
+        # them apart.
+        ips = [n for n in str(old.get("node_ips") or "").split(",") if n]
+        if row["node_ip"] and row["node_ip"] not in ips:
+            ips.append(row["node_ip"])
+        row["node_ips"] = ",".join(ips)  # every node address it ran on, in order
         self._rows[trial.trial_id] = row
 
     def _write(self, trial_id: str, epochs: bool) -> None:
