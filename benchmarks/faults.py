@@ -187,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             done += 0 if finished else 1
         last = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
         result = {"search": name, "final_exit": last.returncode}
+        if last.returncode:
+            result["final_stderr"] = last.stderr.strip().splitlines()[-1:] if last.stderr.strip() else []
         result.update(audit(work / "results" / name, args.num_samples))
         searches.append(result)
         print(f"{name}: {result}", flush=True)

@@ -8,8 +8,10 @@ state), so a run resumed from a checkpoint continues exactly as if it had never 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -77,6 +79,23 @@ def pretrain_key(cfg: Config, player: str, players: tuple[str, ...]) -> str:
         values["against"] = {q: pretrain_key(cfg, q, players) for q in ("cls", "tch") if q in players}
     blob = json.dumps(values, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _cache_lock(path: Path, wait_s: float):
+    """Hold `path` (a file lock) for the block; a wait past `wait_s` is an error naming it."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(path), timeout=wait_s)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RuntimeError(f"{path}: another run has been pretraining this player for over "
+                           f"{wait_s:g} s; KDGAN_PRETRAIN_LOCK_TIMEOUT sets the wait") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 class Run:
@@ -169,8 +188,9 @@ class Run:
         """
         if not self.cfg.pretrain_cache:
             return self.game.pretrain(self.log), False
-        from filelock import FileLock
-
+        # Another run pretraining the same player is a legitimate wait, but not an endless
+        # one; a lock left by a dead run is free at once (the kernel's flock dies with it).
+        wait_s = float(os.environ.get("KDGAN_PRETRAIN_LOCK_TIMEOUT", "3600"))
         stats: dict[str, float] = {}
         all_cached = True
         players = tuple(self.game.players)
@@ -178,7 +198,7 @@ class Run:
         cache.mkdir(parents=True, exist_ok=True)
         for name, player in self.game.players.items():
             path = cache / f"{name}-{pretrain_key(self.cfg, name, players)}.pt"
-            with FileLock(str(path) + ".lock"):
+            with _cache_lock(Path(str(path) + ".lock"), wait_s):
                 if path.exists():
                     state = torch.load(path, map_location=self.device, weights_only=True)
                     player.load_state_dict(state["weights"])

@@ -9,6 +9,7 @@ what pretraining depends on by watching which config fields it reads, and hold t
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 import pytest
@@ -233,3 +234,23 @@ def test_the_classifiers_own_passes_are_part_of_its_key_only(tmp_path):
     assert pretrain_key(cfg, "tch", players) == pretrain_key(same, "tch", players)
     # saying the teacher's number of passes is the default: the same cached classifier
     assert pretrain_key(same.replace(cls_pretrain_epochs=2), "cls", players) == pretrain_key(same, "cls", players)
+
+
+def test_a_pretraining_lock_held_too_long_is_an_error_naming_it(tmp_path, monkeypatch):
+    from filelock import FileLock
+
+    from kdgan.run import _cache_lock
+
+    path = tmp_path / "cls-x.pt.lock"
+    holder = FileLock(str(path))
+    holder.acquire()
+    try:
+        t0 = time.time()
+        with pytest.raises(RuntimeError, match=r"cls-x.pt.lock: another run has been pretraining"):
+            with _cache_lock(path, 0.5):
+                pass
+        assert time.time() - t0 < 10
+    finally:
+        holder.release()
+    with _cache_lock(path, 0.5):  # free again: taken at once
+        pass
