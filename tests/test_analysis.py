@@ -76,6 +76,7 @@ def test_tables_carry_means_spreads_and_the_paper(tmp_path):
     assert "88.00 +- 1.00" in md and r"88.00 $\pm$ 1.00" in tex and r"\end{tabular}" in tex
 
 
+@pytest.mark.slow
 def test_report_writes_figures_and_lists_what_it_skipped(tmp_path):
     exp = _experiment(tmp_path / "exp", search_gamma=False)
     text = build_report([exp], [_runs(tmp_path / "runs")], tmp_path / "out")
@@ -124,6 +125,7 @@ def test_gradient_variance_section_appears_only_with_the_data(tmp_path):
     assert "| kdgan | 10 | 0.5 |" in text and (tmp_path / "b" / "grad_variance.png").exists()
 
 
+@pytest.mark.slow
 def test_the_notebook_runs_on_a_generated_experiment(tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")

@@ -24,6 +24,7 @@ TINY_SET = ["--set", "cls_arch=mlp-small", "--set", "dis_arch=mlp-small", "--set
             "--set", "cls_steps=2", "--set", "tch_steps=1", "--set", "dis_steps=1"]
 
 
+@pytest.mark.slow
 def test_compare_benchmark_table_pairs_by_seed(blobs_npz, tmp_path, capsys):
     out = tmp_path / "cmp"
     sets = [f"{k}={v}" for k, v in {**TINY, "epochs": 1}.items() if k != "n"]

@@ -129,6 +129,7 @@ def test_random_flip():
         random_flip(x[0], p=0.5)
 
 
+@pytest.mark.slow
 def test_a_cifar10_directory_trains_end_to_end_with_its_dataset_defaults(cifar_tiny, tmp_path, monkeypatch):
     """--dataset DIR (or 'cifar10' with KDGAN_CIFAR10) picks the CIFAR networks, mirroring and a
     held-out validation split; a short kdgan run goes through and resumes to the same end."""

@@ -71,6 +71,7 @@ def _hold(experiment: str, ready, release) -> None:
         release.wait(60)
 
 
+@pytest.mark.slow
 def test_a_second_search_on_a_held_experiment_is_refused_naming_the_holder(tmp_path, capsys):
     experiment = tmp_path / "s" / "held"
     ctx = multiprocessing.get_context("spawn")
@@ -90,6 +91,7 @@ def test_a_second_search_on_a_held_experiment_is_refused_naming_the_holder(tmp_p
         holder.join(30)
 
 
+@pytest.mark.slow
 def test_a_lock_left_by_a_killed_search_is_taken_over(tmp_path):
     experiment = tmp_path / "s" / "dead"
     ctx = multiprocessing.get_context("spawn")
@@ -135,6 +137,7 @@ def test_fresh_clears_all_but_the_pretrained_players(tmp_path):
     assert (experiment / "pretrain" / "cls-1.pt").exists()
 
 
+@pytest.mark.slow
 def test_an_address_nobody_answers_fails_within_its_deadline(tmp_path, capsys):
     t0 = time.time()
     rc, err = _main(tmp_path, capsys, "--storage-path", str(tmp_path / "s"), "--address",

@@ -42,6 +42,7 @@ def _fix_output(model: torch.nn.Module, probs: np.ndarray) -> None:
         p.requires_grad_(False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dis_target,tol", [("exact", 0.01), ("sampled", 0.04)])
 def test_discriminator_reaches_lemma_4_1_optimum(dis_target, tol):
     """For fixed C and T, the optimal D is p_u / (p_u + p_alpha), p_alpha = a p_c + (1-a) p_t."""
@@ -92,6 +93,7 @@ def test_methods_choose_their_players_and_fixed_settings(blobs_npz):
 
 @pytest.mark.parametrize("method", ["kdgan", "nagan", "kdgan-wo-gm", "supervised", "mimic",
                                     "distn", "noisy", "codis"])
+@pytest.mark.slow
 def test_every_method_logs_its_terms_per_player(blobs_npz, method):
     run = Run(Config(dataset=str(blobs_npz), method=method, **{**TINY, "epochs": 1}))
     run.pretrain()
@@ -112,6 +114,7 @@ def test_every_method_logs_its_terms_per_player(blobs_npz, method):
     assert not any(k.startswith("tch/") for k in row) if method in ("mimic", "distn", "noisy") else True
 
 
+@pytest.mark.slow
 def test_fixed_teacher_baselines_leave_the_teacher_alone_and_codis_trains_it(blobs_npz):
     for method, trains_teacher in (("mimic", False), ("distn", False), ("noisy", False),
                                    ("codis", True)):
@@ -143,6 +146,7 @@ def test_unlabelled_examples_join_the_label_free_steps_only(blobs_npz):
         assert len(game.batches.draw().x) == b  # D's steps and pretraining: labelled only
 
 
+@pytest.mark.slow
 def test_pretraining_does_not_depend_on_the_unlabelled_examples(blobs_npz):
     """So a run with a transfer set shares the pretrained players of one without it."""
     runs = [Run(Config(dataset=str(blobs_npz), method="kdgan", **{**TINY, "unlabeled": u}))
@@ -187,6 +191,7 @@ def test_baseline_losses_against_hand_values():
     assert rates == pytest.approx(0.3, abs=0.03)
 
 
+@pytest.mark.slow
 def test_a_short_kdgan_run_learns(blobs_npz):
     """Three classes (chance 33%): pretraining and a few game epochs reach far above chance,
     and the game does not destroy what pretraining learned."""
@@ -202,6 +207,7 @@ def test_a_short_kdgan_run_learns(blobs_npz):
     assert s["best_epoch"] in range(0, 6) and 0.8 < s["test_acc"] <= 1.0
 
 
+@pytest.mark.slow
 def test_gradient_variance_logging_matches_a_plain_computation(blobs_npz):
     """The switch logs trace(Cov) of the classifier's per-step term gradients; off, nothing."""
     off = Run(Config(dataset=str(blobs_npz), method="kdgan", **{**TINY, "epochs": 1}))
@@ -264,6 +270,7 @@ def _collection(tmp_path, n_train: int = 200, n_eval: int = 50):
     return tags.write(tmp_path / "c.parquet", c)
 
 
+@pytest.mark.slow
 def test_pretraining_never_shows_a_member_the_labels_of_its_fold(tmp_path):
     path = _collection(tmp_path)
     cfg = Config.from_dict({"dataset": str(path), "method": "distn", "n": 120, "tch_folds": 3,
@@ -283,6 +290,7 @@ def test_pretraining_never_shows_a_member_the_labels_of_its_fold(tmp_path):
         assert same == (j == 1)  # member 1 never saw fold 1; the others did
 
 
+@pytest.mark.slow
 def test_the_game_runs_with_an_out_of_fold_teacher_and_unlabelled_rows(tmp_path):
     path = _collection(tmp_path)
     cfg = Config.from_dict({"dataset": str(path), "method": "kdgan", "n": 100, "unlabeled": 50,

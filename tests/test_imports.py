@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import kdgan
 
 PACKAGE = Path(kdgan.__file__).parent
@@ -112,12 +114,14 @@ MODEL_MODULES = {"kdgan.models", "kdgan.textnet", "kdgan.game", "kdgan.losses", 
                  "kdgan.run", "kdgan.train", "kdgan.tune"}
 
 
+@pytest.mark.slow
 def test_importing_the_data_loads_no_model_module():
     # torch stays: the loaders hand out tensors (Split, TextInput)
     loaded = _loaded_after("import kdgan.data")
     assert "kdgan.data.tags" in loaded and not MODEL_MODULES & loaded
 
 
+@pytest.mark.slow
 def test_importing_the_results_loads_no_game_and_no_run():
     loaded = _loaded_after("import kdgan.results")
     assert "kdgan.config" in loaded and not MODEL_MODULES & loaded

@@ -81,6 +81,7 @@ def test_python_dash_m_kdgan_tags_runs(tmp_path):
     assert "{'train': 300, 'val': 100, 'test': 100}; 8 labels" in done.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["kdgan", "supervised", "teacher", "distn", "nagan"])
 def test_the_game_runs_on_a_tag_collection_and_reports_the_ranking_metrics(tmp_path, method):
     path = tags.write(tmp_path / "c.parquet", _small())

@@ -45,6 +45,7 @@ def test_outputs_of_a_run(blobs_npz, tmp_path):
     assert set(state["game"]["optimizers"]) == {"cls", "tch", "dis"} and state["epoch"] == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("unlabeled", [0, 100])
 def test_resume_equals_an_uninterrupted_run(blobs_npz, tmp_path, monkeypatch, unlabeled):
     cfg = _cfg(blobs_npz, epochs=4, unlabeled=unlabeled)
@@ -76,6 +77,7 @@ def test_resume_equals_an_uninterrupted_run(blobs_npz, tmp_path, monkeypatch, un
             assert torch.equal(tensor, sb["game"]["players"][player][name]), (player, name)
 
 
+@pytest.mark.slow
 def test_shared_pretraining_gives_the_same_run(blobs_npz, tmp_path):
     """A run that reads its pretrained players from the cache equals one that computed them."""
     cache = tmp_path / "cache"

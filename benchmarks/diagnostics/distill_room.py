@@ -85,7 +85,7 @@ def train_student(cfg: Config, data: Data, target: torch.Tensor, epochs: int,
     best: dict = {"val_map": -1.0}
     for epoch in range(1, epochs + 1):
         for index in torch.randperm(len(target)).split(cfg.batch_size):  # on the CPU, as always
-            game.supervised_step("cls", index, opt)
+            game.supervised_step("cls", game.batches.draw(index), opt)
         val_map = ranking_metrics(softmax_of(model, data.val.x), val_rel)["map"]
         if val_map > best["val_map"]:
             test = ranking_metrics(softmax_of(model, data.test.x), test_rel)
