@@ -20,15 +20,12 @@ exposes and how it is protected).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import json
 import os
-import secrets
 import socket
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -41,6 +38,7 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 
 from kdgan import data as data_mod  # noqa: E402
 from kdgan import experiment as exp  # noqa: E402
+from kdgan import raynode, searcher  # noqa: E402
 from kdgan import spaces  # noqa: E402
 from kdgan.config import Config, ConfigError, parse_overrides  # noqa: E402
 from kdgan.io import atomic_write  # noqa: E402
@@ -54,10 +52,6 @@ OBJECTIVE = "best_val_acc"
 # (trial_id, epoch, cfg); the tests inject faults through it. Unset in normal use.
 EPOCH_HOOK_ENV = "KDGAN_EPOCH_HOOK"
 INTERRUPTED = 130  # the exit status of a search stopped by SIGINT (as a shell reports it)
-
-
-class SearchError(RuntimeError):
-    """The search cannot start or go on (no node for a trial, no cluster); one line."""
 
 
 # ---------------------------------------------------------------------------- trainable
@@ -121,242 +115,6 @@ def kdgan_trainable(config: dict[str, Any]) -> None:
         # The last epoch always checkpoints: Tune snapshots the experiment when a trial saves,
         # and that snapshot is what lets a killed search know this trial had finished.
         report(row, save=run.finished or run.epoch % every == 0)
-
-
-# ---------------------------------------------------------------------------- Ray
-LOOPBACK = "127.0.0.1"
-_CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-# One token per process: Ray's token loader caches the first token it reads.
-_PROCESS_TOKEN = secrets.token_hex(32)
-
-
-@contextlib.contextmanager
-def _environ(values: dict[str, str], restore: tuple[str, ...] = ()):
-    """Set `values` in os.environ; on exit put back those keys and `restore` as they were."""
-    saved = {k: os.environ.get(k) for k in (*values, *restore)}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-@contextlib.contextmanager
-def local_ray(**init_kwargs: Any):
-    """Ray inside this process, every socket of it on loopback, with token authentication
-    whose token lives in memory; shut down (and the environment restored) on exit.
-
-    Loopback: Ray binds its gRPC servers to 127.0.0.1 only when the node's address is
-    127.0.0.1, and it turns a requested 127.0.0.1 into the machine's routable address unless
-    `ray._private.ray_constants.ENABLE_RAY_CLUSTER` is false. That constant is read from
-    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER once, when Ray is first imported, so setting the
-    variable here is too late whenever Ray is already imported (kdgan.results imports it).
-    Both are set for the start alone: the constant for this process, the variable for the
-    processes Ray starts (GCS, raylet, agents and workers inherit it). The node's address is
-    checked afterwards, so a Ray that ignored both fails here instead of listening on the
-    network.
-
-    Token: a local `ray.init()` turns token authentication on and, without a token, writes
-    one to ~/.ray/auth_token, after which every `ray start --head` on the machine requires
-    it. Unless the user chose (RAY_AUTH_MODE, RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH set),
-    the search's Ray gets a random token through the environment instead, and nothing is
-    written to the home folder.
-    """
-    import ray
-    from ray._private import ray_constants
-
-    if not hasattr(ray_constants, "ENABLE_RAY_CLUSTER"):  # guarded by a test as well
-        raise RuntimeError("this Ray has no ray._private.ray_constants.ENABLE_RAY_CLUSTER: "
-                           "kdgan cannot keep the in-process Ray on loopback")
-    env = {_CLUSTER_ENV: "0"}
-    if not {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & set(os.environ):
-        # With the mode unset, ray.init turns token mode on itself (for this process and the
-        # ones it starts) and, finding this token, writes none to the home folder.
-        env["RAY_AUTH_TOKEN"] = _PROCESS_TOKEN
-    # Restored on exit (RAY_AUTH_MODE too, which ray.init sets): a Ray cluster this process
-    # starts later (`ray start` in a subprocess) may take other nodes and choose its own auth.
-    with _environ(env, restore=("RAY_AUTH_MODE",)):
-        saved = ray_constants.ENABLE_RAY_CLUSTER
-        ray_constants.ENABLE_RAY_CLUSTER = False
-        try:
-            ray.init(address="local", _node_ip_address=LOOPBACK, include_dashboard=False,
-                     configure_logging=False, log_to_driver=False, **init_kwargs)
-        finally:
-            ray_constants.ENABLE_RAY_CLUSTER = saved
-        try:
-            node_ip = ray.util.get_node_ip_address()
-            if node_ip != LOOPBACK:
-                raise RuntimeError(f"the in-process Ray took address {node_ip}, not {LOOPBACK}:"
-                                   " refusing to run a search that listens on the network")
-            yield
-        finally:
-            ray.shutdown()
-
-
-def _probe(address: str, deadline: float) -> None:
-    """Wait until something accepts TCP connections at `address` (host:port), or fail at
-    the deadline: ray.init on an address nobody answers retries without end."""
-    hostport = address.split("://", 1)[-1]
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise SearchError(f"--address {address!r}: expected 'auto' or host:port")
-    last = ""
-    while True:
-        try:
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
-                return
-        except OSError as e:
-            last = str(e)
-        if time.time() >= deadline:
-            raise SearchError(f"--address {address}: no Ray cluster answers there ({last}); "
-                              "is the head up (`ray status` on it)? --connect-timeout sets the wait")
-        time.sleep(1)
-
-
-@contextlib.contextmanager
-def _connect(address: str | None, timeout_s: float):
-    """Join the cluster at `address` within `timeout_s`, or start Ray here on loopback;
-    shut down on exit."""
-    import ray
-
-    if not address:
-        with local_ray():
-            yield
-        return
-    deadline = time.time() + timeout_s
-    target = address
-    if address == "auto":
-        from ray._private import services  # how ray.init itself finds 'auto'
-
-        try:
-            target = services.get_ray_address_from_environment("auto", None)
-        except ConnectionError:
-            target = None
-        if not target:
-            raise SearchError("--address auto: no running Ray cluster found on this machine "
-                              "(start one with `ray start --head` or `ray up`)")
-    _probe(target, deadline)
-    # The port answers; ray.init should not hang now, but a watchdog makes sure it cannot.
-    watchdog = threading.Timer(max(deadline - time.time(), 0) + 30, _give_up, (address,))
-    watchdog.daemon = True
-    watchdog.start()
-    try:
-        ray.init(address=address)
-    finally:
-        watchdog.cancel()
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
-def _give_up(address: str) -> None:
-    print(f"error: --address {address}: Ray did not finish connecting; check that the cluster "
-          "runs the same Ray version (`ray status` on the head)", file=sys.stderr, flush=True)
-    os._exit(1)
-
-
-def _wait_for_resources(cpus: float, gpus: float, timeout_s: float, local: bool) -> None:
-    """Until a live node can hold one trial; at once for the in-process Ray (its resources
-    never change), within `timeout_s` on a cluster (an autoscaler may add the node)."""
-    import ray
-
-    deadline = time.time() + timeout_s
-    while True:
-        nodes = [n for n in ray.nodes() if n.get("Alive")]
-        if any(n["Resources"].get("CPU", 0) >= cpus and n["Resources"].get("GPU", 0) >= gpus
-               for n in nodes):
-            return
-        if local or time.time() >= deadline:
-            have = "; ".join(f"{n.get('NodeManagerAddress')}: {n['Resources'].get('CPU', 0):g} CPU, "
-                             f"{n['Resources'].get('GPU', 0):g} GPU" for n in nodes) or "no live node"
-            waited = "" if local else f" after {timeout_s:g} s (--wait-resources)"
-            raise SearchError(f"no node can run a trial with --cpus-per-trial {cpus:g} "
-                              f"--gpus-per-trial {gpus:g}{waited}; nodes: {have}")
-        time.sleep(2)
-
-
-# ---------------------------------------------------------------------------- Optuna
-def _optuna_search(metric: str, seed: int, storage_url: str, study_name: str,
-                   sampler: str):
-    """OptunaSearch whose trials reach Optuna for what they are.
-
-    - Ray tells Optuna that a trial stopped by ASHA is COMPLETE with its last (early)
-      value, so TPE would learn from first-epoch scores. Here such a trial is PRUNED (Optuna
-      keeps its reported intermediate values) and a diverged trial is FAIL.
-    - Intermediate values are keyed by epoch (Ray uses its iteration count), and the last
-      report of an epoch wins: a trial restored from its checkpoint replays the epochs after
-      it, and its intermediate values are then those of its final history, as in
-      epochs.parquet (Optuna's `report` would keep the first and warn).
-    """
-    import optuna
-    from ray.tune.search.optuna import OptunaSearch
-
-    class KDGANOptunaSearch(OptunaSearch):
-        def _storage_id(self, trial_id: str) -> int:
-            storage = self._storage  # the RDBStorage given below
-            study_id = storage.get_study_id_from_name(self._study_name)
-            return storage.get_trial_id_from_study_id_trial_number(
-                study_id, self._ot_trials[trial_id].number)
-
-        def _finished(self, trial_id: str) -> bool:
-            """Told already: a search killed after Optuna heard of a trial's end but before
-            Tune saved it replays the trial from its checkpoint, to the same end."""
-            return self._storage.get_trial(self._storage_id(trial_id)).state.is_finished()
-
-        def on_trial_result(self, trial_id: str, result: dict) -> None:
-            if trial_id not in self._ot_trials or not result or "epoch" not in result:
-                return
-            if not self._finished(trial_id):
-                self._storage.set_trial_intermediate_value(
-                    self._storage_id(trial_id), int(result["epoch"]), float(result[self.metric]))
-
-        def on_trial_complete(self, trial_id: str, result: dict | None = None,
-                              error: bool = False) -> None:
-            if trial_id in self._ot_trials and self._finished(trial_id):
-                self._completed_trials.add(trial_id)
-                return
-            self.on_trial_result(trial_id, result)  # Tune hands the last result only here
-            stopped = bool(result) and not error and result.get("epoch", 0) < result.get("epochs_total", 0)
-            diverged = bool(result) and bool(result.get("diverged"))
-            if (stopped or diverged) and trial_id not in self._completed_trials:
-                state = optuna.trial.TrialState.FAIL if diverged else optuna.trial.TrialState.PRUNED
-                self._ot_study.tell(self._ot_trials[trial_id], state=state)
-                self._completed_trials.add(trial_id)
-                return
-            super().on_trial_complete(trial_id, result, error)
-
-    if sampler == "tpe":
-        ot_sampler = optuna.samplers.TPESampler(seed=seed)
-    else:
-        ot_sampler = optuna.samplers.RandomSampler(seed=seed)
-    storage = optuna.storages.RDBStorage(storage_url)
-    return KDGANOptunaSearch(metric=metric, mode="max", sampler=ot_sampler, storage=storage,
-                             study_name=study_name)
-
-
-def _fail_orphans(experiment: Path) -> int:
-    """Optuna trials left RUNNING by an earlier life of the search (suggested, then the search
-    was killed before Tune saved them): FAIL, with the reason. Only once the search has ended
-    with every Tune trial finished, when no RUNNING trial can still report."""
-    import optuna
-
-    storage = optuna.storages.RDBStorage(f"sqlite:///{experiment / 'optuna.db'}")
-    failed = 0
-    for summary in optuna.get_all_study_summaries(storage):
-        study_id = storage.get_study_id_from_name(summary.study_name)
-        for t in storage.get_all_trials(study_id, deepcopy=False,
-                                        states=(optuna.trial.TrialState.RUNNING,)):
-            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-            storage.set_trial_user_attr(trial_id, "kdgan_failed",
-                                        "orphaned: the search was interrupted before Tune recorded it")
-            storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
-            failed += 1
-    return failed
 
 
 def tune_space(space: spaces.Space) -> dict[str, Any]:
@@ -464,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     except (exp.ExperimentError, ResultsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except SearchError as e:
+    except raynode.SearchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -485,9 +243,9 @@ def run_search(space: spaces.Space, fixed: dict[str, Any], args: argparse.Namesp
         exp.check_files(experiment)
         param_space = _param_space(space, fixed, args, experiment)
         t0 = time.time()
-        with _connect(args.address, args.connect_timeout):
+        with raynode.connect(args.address, args.connect_timeout):
             ray_init_s = time.time() - t0
-            _wait_for_resources(args.cpus_per_trial, args.gpus_per_trial, args.wait_resources,
+            raynode.wait_for_resources(args.cpus_per_trial, args.gpus_per_trial, args.wait_resources,
                                 local=not args.address)
             results = ParquetResults(experiment)
             tuner = _tuner(space, fixed, args, name, num_samples, experiment, param_space,
@@ -546,8 +304,8 @@ def _tuner(space, fixed, args, name, num_samples, experiment, param_space, resul
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         progress_reporter=reporter, verbose=1)
     # The study is named after the experiment (one search holds it at a time: the lock).
-    searcher = _optuna_search(OBJECTIVE, args.seed, f"sqlite:///{experiment / 'optuna.db'}",
-                              name, args.sampler)
+    search_alg = searcher.optuna_search(OBJECTIVE, args.seed,
+                                        f"sqlite:///{experiment / 'optuna.db'}", name, args.sampler)
     scheduler = None
     if args.asha:
         # ASHA compares trials on this epoch's validation accuracy: the running best would
@@ -555,7 +313,7 @@ def _tuner(space, fixed, args, name, num_samples, experiment, param_space, resul
         scheduler = ASHAScheduler(metric="val/acc", mode="max", time_attr="epoch",
                                   max_t=int(fixed.get("epochs", Config().epochs)),
                                   grace_period=args.grace_epochs)
-    tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
+    tune_config = tune.TuneConfig(search_alg=search_alg, scheduler=scheduler,
                                   num_samples=num_samples, reuse_actors=True,
                                   max_concurrent_trials=args.concurrency)
     return tune.Tuner(TRAINABLE_NAME, param_space=param_space, tune_config=tune_config,
@@ -574,7 +332,7 @@ def _finish(space, args, experiment: Path, grid, num_samples: int, t0: float,
     unfinished |= {t for t, status in known.items() if status not in ("TERMINATED", "ERROR")}
     interrupted = bool(unfinished) or int(0 if rows.empty else rows["status"].isin(FINAL).sum()) < num_samples
     _mark_unfinished(experiment, unfinished)
-    orphans = 0 if interrupted else _fail_orphans(experiment)
+    orphans = 0 if interrupted else searcher.fail_orphans(experiment)
     trials, _ = compact(experiment)
     wall = time.time() - t0
     _log_invocation(experiment, {"started": t0, "wall_s": wall, "num_samples": num_samples,

@@ -17,6 +17,7 @@ import pytest
 
 from benchmarks.faults import SPACE as FAULTS_SPACE
 from kdgan import tune as tune_mod
+from kdgan.searcher import optuna_search
 from kdgan.results import EPOCHS, TRIALS, read_epochs, read_trials
 
 from conftest import write_blobs_npz
@@ -231,7 +232,7 @@ def test_the_ray_internals_kdgan_relies_on_are_there(tmp_path):
     from ray._private import ray_constants
 
     assert isinstance(ray_constants.ENABLE_RAY_CLUSTER, bool)
-    searcher = tune_mod._optuna_search("m", 0, f"sqlite:///{tmp_path / 'o.db'}", "s", "tpe")
+    searcher = optuna_search("m", 0, f"sqlite:///{tmp_path / 'o.db'}", "s", "tpe")
     searcher.set_search_properties("m", "max", {"a": tune.uniform(0, 1)})
     assert searcher.suggest("t1")["a"] is not None
     assert set(searcher._ot_trials) == {"t1"}
