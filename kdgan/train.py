@@ -79,8 +79,8 @@ def train(cfg: Config, out: Path, fresh: bool = False, quiet: bool = False) -> d
             run.load(ckpt)
         except Exception as e:  # noqa: BLE001 - torch raises many types for a damaged file
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-            if "different config" not in reason:
-                reason = f"not a readable kdgan checkpoint ({type(e).__name__}: {reason[:200]})"
+            if "different config" not in reason:  # torch's own text suggests unsafe loading
+                reason = f"not a readable kdgan checkpoint ({type(e).__name__})"
             raise CheckpointError(f"{ckpt}: {reason}; rerun with --fresh to start over in "
                                   f"{out}, or give another --out") from None
         say(f"resumed from {ckpt} at epoch {run.epoch}/{run.cfg.epochs}")
