@@ -245,8 +245,8 @@ def run_search(space: spaces.Space, fixed: dict[str, Any], args: argparse.Namesp
         t0 = time.time()
         with raynode.connect(args.address, args.connect_timeout):
             ray_init_s = time.time() - t0
-            raynode.wait_for_resources(args.cpus_per_trial, args.gpus_per_trial, args.wait_resources,
-                                local=not args.address)
+            raynode.wait_for_resources(args.cpus_per_trial, args.gpus_per_trial,
+                                       args.wait_resources, local=not args.address)
             results = ParquetResults(experiment)
             tuner = _tuner(space, fixed, args, name, num_samples, experiment, param_space,
                            results, t0)
