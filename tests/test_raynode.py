@@ -1,4 +1,4 @@
-"""The default search (Ray inside the process) listens on loopback only."""
+"""kdgan.raynode: the default search (Ray inside the process) listens on loopback only."""
 
 from __future__ import annotations
 
