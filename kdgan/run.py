@@ -81,6 +81,19 @@ def pretrain_key(cfg: Config, player: str, players: tuple[str, ...]) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def pretrain_lock_timeout() -> float:
+    """Seconds a run waits for another pretraining the same player: $KDGAN_PRETRAIN_LOCK_TIMEOUT
+    (default 3600); checked by kdgan.train and kdgan.tune before any work."""
+    raw = os.environ.get("KDGAN_PRETRAIN_LOCK_TIMEOUT", "3600")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also NaN
+        raise ConfigError(f"KDGAN_PRETRAIN_LOCK_TIMEOUT={raw!r}: expected seconds >= 0")
+    return value
+
+
 @contextlib.contextmanager
 def _cache_lock(path: Path, wait_s: float):
     """Hold `path` (a file lock) for the block; a wait past `wait_s` is an error naming it."""
@@ -190,7 +203,7 @@ class Run:
             return self.game.pretrain(self.log), False
         # Another run pretraining the same player is a legitimate wait, but not an endless
         # one; a lock left by a dead run is free at once (the kernel's flock dies with it).
-        wait_s = float(os.environ.get("KDGAN_PRETRAIN_LOCK_TIMEOUT", "3600"))
+        wait_s = pretrain_lock_timeout()
         stats: dict[str, float] = {}
         all_cached = True
         players = tuple(self.game.players)

@@ -21,7 +21,7 @@ from kdgan.config import METHODS, Config, ConfigError, parse_overrides
 from kdgan.data import DataError
 from kdgan.game import NonFiniteLossError
 from kdgan.io import CheckpointError, atomic_write
-from kdgan.run import Run
+from kdgan.run import Run, pretrain_lock_timeout
 from kdgan.spaces import SMOKE
 
 CHECKPOINT = "checkpoint.pt"
@@ -108,6 +108,7 @@ def train(cfg: Config, out: Path, fresh: bool = False, quiet: bool = False) -> d
 def main(argv: list[str] | None = None) -> int:
     try:
         cfg, args = parse_args(argv)
+        pretrain_lock_timeout()
         t0 = time.perf_counter()
         train(cfg, args.out, fresh=args.fresh, quiet=args.quiet)
     except (ConfigError, DataError, CheckpointError) as e:

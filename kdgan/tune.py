@@ -42,6 +42,7 @@ from kdgan import raynode, searcher  # noqa: E402
 from kdgan import spaces  # noqa: E402
 from kdgan.config import Config, ConfigError, parse_overrides  # noqa: E402
 from kdgan.io import atomic_write  # noqa: E402
+from kdgan.run import pretrain_lock_timeout  # noqa: E402
 from kdgan.results import (FINAL, ParquetResults, ResultsError, compact, read_trials,  # noqa: E402
                            set_aside_orphans)
 
@@ -195,6 +196,7 @@ def plan(args: argparse.Namespace) -> tuple[spaces.Space, dict[str, Any], str, i
     default = f"kdgan-{space.name}{'-smoke' if args.smoke else ''}"
     name = exp.check_name(default if args.name is None else args.name)
     args.storage_path = exp.resolve_storage(args.storage_path)
+    pretrain_lock_timeout()  # read by every trial: a bad value fails here, not in each of them
     if args.address is None and "dataset" not in space.search:
         # In-process Ray: the data must be here, so a missing file fails now, not per trial.
         # (On a cluster the workers read it, so only they can tell.)

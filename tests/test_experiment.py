@@ -145,3 +145,9 @@ def test_an_address_nobody_answers_fails_within_its_deadline(tmp_path, capsys):
     assert rc == 1 and time.time() - t0 < 20
     assert err.startswith("error: --address 127.0.0.1:1: no Ray cluster answers there")
     assert err.count("\n") == 1
+
+
+def test_a_bad_environment_variable_is_one_line_naming_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("KDGAN_PRETRAIN_LOCK_TIMEOUT", "soon")
+    rc, err = _main(tmp_path, capsys, "--storage-path", str(tmp_path / "s"))
+    assert rc == 2 and err == "error: KDGAN_PRETRAIN_LOCK_TIMEOUT='soon': expected seconds >= 0\n"
