@@ -130,6 +130,9 @@ class Run:
                               "set augment=false")
         self.game = Game(self.cfg, self.data, self.device)
         self.history: list[dict[str, float]] = []
+        # The evaluated player's weights (C's, the deliverable; T's for method teacher) at the
+        # first epoch of best validation accuracy: the model the run selects.
+        self.best_model: dict[str, torch.Tensor] | None = None
         self.epoch = -1        # last finished epoch; -1 before pretraining
         self.wall_s = 0.0      # seconds spent in this run, over all resumptions
         self.pretrain_s = 0.0
@@ -175,6 +178,10 @@ class Run:
         return row
 
     def _record(self, row: dict[str, float], elapsed: float) -> None:
+        best = max((h["val/acc"] for h in self.history), default=float("-inf"))
+        if row["val/acc"] > best or self.best_model is None:  # the first epoch of the best
+            player = self.game.players[self.game.method.evaluated]
+            self.best_model = {k: v.detach().to("cpu", copy=True) for k, v in player.state_dict().items()}
         self.history.append(row)
         self.epoch = int(row["epoch"])
         self.wall_s += elapsed
@@ -234,7 +241,7 @@ class Run:
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {"config": self.cfg.to_dict(), "game": self.game.state_dict(),
                 "epoch": self.epoch, "history": self.history, "wall_s": self.wall_s,
-                "pretrain_s": self.pretrain_s, "rng": rng,
+                "pretrain_s": self.pretrain_s, "rng": rng, "best_model": self.best_model,
                 "train_indices": torch.from_numpy(self.data.train_indices)}
 
     def load_state_dict(self, state: dict) -> None:
@@ -249,6 +256,7 @@ class Run:
         self.history = list(state["history"])
         self.wall_s = float(state["wall_s"])
         self.pretrain_s = float(state["pretrain_s"])
+        self.best_model = state.get("best_model")  # absent from checkpoints written before it
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
@@ -259,6 +267,19 @@ class Run:
     def load(self, path: Path) -> None:
         """Restore from a checkpoint file; weights_only=True: tensors and plain data only."""
         self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+
+    def save_model(self, path: Path) -> None:
+        """The selected model (`best_model`) with what it takes to use it: its player and
+        architecture, the epoch and the validation accuracy that selected it, the config.
+        Read it with torch.load(path, weights_only=True) and `kdgan.models.build`."""
+        if self.best_model is None:
+            raise RuntimeError("no epoch recorded yet")
+        s = self.summary()
+        player = self.game.method.evaluated
+        blob = {"player": player, "arch": getattr(self.cfg, f"{player}_arch"),
+                "weights": self.best_model, "epoch": s["best_epoch"], "val_acc": s["val_acc"],
+                "config": self.cfg.to_dict()}
+        atomic_write(Path(path), lambda tmp: torch.save(blob, tmp))
 
     # ------------------------------------------------------------------ results
     def history_frame(self) -> pd.DataFrame:

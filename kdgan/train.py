@@ -25,6 +25,7 @@ from kdgan.run import Run, pretrain_lock_timeout
 from kdgan.spaces import SMOKE
 
 CHECKPOINT = "checkpoint.pt"
+MODEL = "model.pt"  # the selected model: C at the best validation epoch
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Config, argparse.Namespace]:
@@ -98,6 +99,7 @@ def train(cfg: Config, out: Path, fresh: bool = False, quiet: bool = False) -> d
         atomic_write(out / "history.parquet", lambda tmp: run.history_frame().to_parquet(tmp))
     atomic_write(out / "history.parquet", lambda tmp: run.history_frame().to_parquet(tmp))
     summary = run.summary()
+    run.save_model(out / MODEL)
     atomic_write(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
     say(f"best validation epoch {summary['best_epoch']}: val {100 * summary['val_acc']:.2f} "
         f"test {100 * summary['test_acc']:.2f} | last epoch: test {100 * summary['last_test_acc']:.2f}"

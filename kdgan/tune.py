@@ -47,7 +47,9 @@ from kdgan.results import (FINAL, ParquetResults, ResultsError, compact, read_tr
                            set_aside_orphans)
 
 TRAINABLE_NAME = "kdgan"
-STATE_FILE = "state.pt"
+STATE_FILE = "state.pt"      # a running trial's checkpoint: the whole game, to resume
+MODEL_FILE = "model.pt"      # a finished trial's: the selected model (kdgan.run.Run.save_model)
+FINAL_FILE = "final.json"    # ... and its last reported metrics
 OBJECTIVE = "best_val_acc"
 # A test-only hook: "module:function", called before each epoch of each trial with
 # (trial_id, epoch, cfg); the tests inject faults through it. Unset in normal use.
@@ -62,6 +64,11 @@ def _epoch_hook() -> Callable[..., None] | None:
         return None
     module, _, function = spec.partition(":")
     return getattr(importlib.import_module(module), function)
+
+
+def _plain(value: Any) -> Any:
+    """numpy and torch scalars as Python numbers, for JSON."""
+    return value.item() if hasattr(value, "item") else str(value)
 
 
 def kdgan_trainable(config: dict[str, Any]) -> None:
@@ -83,24 +90,35 @@ def kdgan_trainable(config: dict[str, Any]) -> None:
     hook = _epoch_hook()
 
     def report(row: dict[str, float], extra: dict[str, Any] | None = None,
-               save: bool = False) -> None:
+               save: bool = False, final: bool = False) -> None:
         h = run.history_frame()
         best = h.loc[h["val/acc"].idxmax()]
         metrics = {**row, OBJECTIVE: float(best["val/acc"]), "test_acc": float(best["test/acc"]),
                    "best_epoch": int(best["epoch"]), "epochs_total": run.cfg.epochs,
                    "wall_s": run.wall_s, "trial_s": time.perf_counter() - started, "life": life,
                    "diverged": False, "error": "", **node, **(extra or {})}
-        metrics["checkpointed"] = save  # kdgan.results writes its part files then
-        if not save:
+        metrics["checkpointed"] = save or final  # kdgan.results writes its part files then
+        if not (save or final):
             tune.report(metrics)
             return
         with tempfile.TemporaryDirectory() as d:
-            run.save(Path(d) / STATE_FILE)
+            if final:  # what a user needs of a finished trial, not what a resume needs
+                run.save_model(Path(d) / MODEL_FILE)
+                run.history_frame().to_parquet(Path(d) / "history.parquet")
+                (Path(d) / "summary.json").write_text(json.dumps(run.summary(), indent=2))
+                (Path(d) / FINAL_FILE).write_text(json.dumps(metrics, default=_plain))
+            else:
+                run.save(Path(d) / STATE_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
     checkpoint = tune.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as d:
+            if (Path(d) / FINAL_FILE).exists():  # finished before a kill hid it from Tune
+                last = json.loads((Path(d) / FINAL_FILE).read_text())
+                tune.report({**last, "life": life, "trial_s": time.perf_counter() - started,
+                             "checkpointed": False})
+                return
             run.load(Path(d) / STATE_FILE)
     else:  # with the shared cache, a restarted trial gets its pretraining back in a blink
         report(run.pretrain(), save=not cfg.pretrain_cache)
@@ -111,11 +129,13 @@ def kdgan_trainable(config: dict[str, Any]) -> None:
             row = run.play_epoch()
         except NonFiniteLossError as e:  # the trial ends with its reason; the search goes on
             # the last finished epoch's row again, flagged: no row for the epoch that failed
-            report(run.history[-1], {"diverged": True, "error": str(e)})
+            report(run.history[-1], {"diverged": True, "error": str(e)}, final=True)
             return
         # The last epoch always checkpoints: Tune snapshots the experiment when a trial saves,
-        # and that snapshot is what lets a killed search know this trial had finished.
-        report(row, save=run.finished or run.epoch % every == 0)
+        # and that snapshot is what lets a killed search know this trial had finished. It
+        # keeps the selected classifier, the history and the summary (a few MB), not the whole
+        # game (three players and their optimisers: 90 MB a trial at MNIST's sizes).
+        report(row, save=run.epoch % every == 0, final=run.finished)
 
 
 def tune_space(space: spaces.Space) -> dict[str, Any]:

@@ -115,6 +115,20 @@ def test_every_method_of_a_seed_shares_one_teacher_and_one_classifier_start(blob
     assert teacher["val_acc"] == pytest.approx(plain.game.evaluate("tch", plain.data.val)["acc"])
 
 
+def test_the_saved_model_is_the_selected_one(blobs_npz, tmp_path):
+    """model.pt holds C at the first epoch of best validation accuracy: loaded into a fresh
+    classifier it scores exactly the summary's validation and test accuracy."""
+    summary = train_mod.train(_cfg(blobs_npz, epochs=3), tmp_path / "o", quiet=True)
+    assert summary["best_epoch"] < 3  # so the last epoch's classifier would not pass
+    blob = torch.load(tmp_path / "o" / "model.pt", weights_only=True)
+    assert blob["player"] == "cls" and blob["arch"] == TINY["cls_arch"]
+    assert blob["epoch"] == summary["best_epoch"] and blob["val_acc"] == summary["val_acc"]
+    run = Run(_cfg(blobs_npz, epochs=3))
+    run.game.players["cls"].load_state_dict(blob["weights"])
+    assert run.game.evaluate("cls", run.data.val)["acc"] == summary["val_acc"]
+    assert run.game.evaluate("cls", run.data.test)["acc"] == summary["test_acc"]
+
+
 def test_checkpoint_of_another_config_is_refused(blobs_npz, tmp_path):
     train_mod.train(_cfg(blobs_npz, epochs=1), tmp_path / "o", quiet=True)
     with pytest.raises(ValueError, match=r"different config.*alpha"):

@@ -84,6 +84,12 @@ def test_a_four_trial_search_with_a_diverging_trial(tmp_path, monkeypatch):
     assert states.count(optuna.trial.TrialState.COMPLETE) == len(finished)
     assert states.count(optuna.trial.TrialState.FAIL) == len(diverged)
     assert sorted(t.value for t in study.trials if t.value is not None) == sorted(finished["best_val_acc"])
+    # a finished trial keeps its selected classifier, history and summary, not the game
+    for trial_dir in experiment.glob("kdgan_*"):
+        (ckpt,) = trial_dir.glob("checkpoint_*")
+        kept = {p.name for p in ckpt.iterdir()}
+        assert {"model.pt", "history.parquet", "summary.json", "final.json"} <= kept, kept
+        assert "state.pt" not in kept
     # the pretrained players were shared: one file per player for all four trials
     assert len(list((experiment / "pretrain").glob("*.pt"))) == 3
 
