@@ -406,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
     except _run_errors() as e:  # evaluated only when a run raises: no torch for bad input
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # what finished is kept; an interrupted run resumes
+        print("interrupted; run the same command to resume", file=sys.stderr)
+        return 130
     table = summarise(runs)
     text = markdown(plan, runs, table, command)
     parquet, md = write_outputs(plan, runs, table, text)

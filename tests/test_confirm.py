@@ -241,3 +241,21 @@ def test_a_real_confirmation_of_tiny_runs_pairs_seeds_and_resumes(blobs_npz, tmp
     assert capsys.readouterr().out.count("read back") == 6
     assert [p.stat().st_mtime_ns for p in summaries] == mtimes
     assert pd.read_parquet(exp / "confirm.parquet").equals(runs)
+
+
+def test_an_interruption_exits_130_and_the_next_invocation_goes_on(tmp_path, capsys, monkeypatch):
+    exp = write_experiment(tmp_path / "exp", tmp_path / "blobs.npz")
+    calls: list = []
+    finish = _fake_runner(calls)
+
+    def interrupted(cfg, run_dir):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return finish(cfg, run_dir)
+
+    monkeypatch.setattr(confirm, "_train", interrupted)
+    argv = [str(exp), "--top", "1", "--seeds", "2"]
+    assert confirm.main(argv) == 130 and "run the same command" in capsys.readouterr().err
+    monkeypatch.setattr(confirm, "_train", finish)
+    assert confirm.main(argv) == 0 and len(calls) == 4  # two before, two after
+    assert capsys.readouterr().out.count("read back") == 2
