@@ -23,6 +23,7 @@ import argparse
 import importlib
 import json
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -31,6 +32,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+if __name__ == "__main__":  # Ctrl-C while torch and Ray import (seconds): 130, no traceback
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the compact CLIReporter table, not logs
 # One checkpoint kept per trial forces a snapshot of the experiment state at each
 # checkpoint; that is what makes a killed search resumable, so the warning about it is noise.
@@ -226,6 +229,15 @@ def plan(args: argparse.Namespace) -> tuple[spaces.Space, dict[str, Any], str, i
 
 
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C: KeyboardInterrupt again
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # before the search started, or after it ended
+        print("interrupted; run the same command to resume", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.list_spaces:
         for name, path in spaces.available().items():
@@ -247,9 +259,6 @@ def main(argv: list[str] | None = None) -> int:
     except raynode.SearchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted; run the same command to resume", file=sys.stderr)
-        return INTERRUPTED
 
 
 # ---------------------------------------------------------------------------- the search

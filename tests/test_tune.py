@@ -263,3 +263,18 @@ def test_resources_no_node_has_fail_at_once_instead_of_pending_forever(tmp_path,
     assert "error: no node can run a trial with --cpus-per-trial 1 --gpus-per-trial 1; nodes: " \
            "127.0.0.1: " in err and " 0 GPU" in err
     assert not (tmp_path / "results" / "gpu" / TRIALS).exists()  # no trial row pretends to be one
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("after_s", [0.5, 3.0])
+def test_ctrl_c_while_the_search_starts_exits_130_without_a_traceback(tmp_path, after_s):
+    """While torch and Ray import, or while Ray starts: 130 (what a shell shows for Ctrl-C),
+    one line, nothing else (before: a KeyboardInterrupt traceback and death by SIGINT)."""
+    space = _space(tmp_path)
+    proc = _start([sys.executable, "-m", "kdgan.tune", "--space", str(space), "--storage-path",
+                   str(tmp_path / "results"), "--name", "early"])
+    time.sleep(after_s)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-2000:]
+    assert "Traceback" not in out
