@@ -122,8 +122,8 @@ def _count(experiment: Path, status: str) -> int:
         return 0
 
 
-def _start(cmd: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def _start(cmd: list[str], **extra_env: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **extra_env}
     return subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
@@ -131,7 +131,11 @@ def _start(cmd: list[str]) -> subprocess.Popen:
 def _interrupt_after(cmd: list[str], experiment: Path, finished: int, sig: int) -> subprocess.Popen:
     """Start the search and send `sig` to its process group once `finished` trials ended and
     the next one has reported."""
-    proc = _start(cmd)
+    # epochs of a quarter second at least, so that the signal lands inside a trial however
+    # fast the machine (faults.slow_epochs through the test-only hook)
+    tests_dir = str(Path(__file__).parent)
+    proc = _start(cmd, KDGAN_EPOCH_HOOK="faults:slow_epochs", KDGAN_EPOCH_SLEEP="0.25",
+                  PYTHONPATH=os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")])))
     deadline = time.time() + 240
     while (_count(experiment, "TERMINATED") < finished or _count(experiment, "RUNNING") < 1) \
             and time.time() < deadline and proc.poll() is None:
