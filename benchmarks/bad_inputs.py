@@ -10,8 +10,10 @@ within a minute with one line (no traceback) that starts with "error:".
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -89,9 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="kdgan-bad-"))
+    atexit.register(shutil.rmtree, work, True)  # the report keeps what was seen
     base_env = {k: v for k, v in os.environ.items()
                 if k not in ("RAY_ADDRESS", "KDGAN_STORAGE_PATH")}
     base_env["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="kdgan-ray-", dir="/tmp")
+    atexit.register(shutil.rmtree, base_env["RAY_TMPDIR"], True)
     cases = [(name, cmd, env, None) for name, cmd, env in _cases(work)]
     cases.append(("experiment held by another search",
                   [PY, "-m", "kdgan.tune", "--space", str(work / "space.yaml"), "--storage-path",

@@ -21,9 +21,11 @@ duplicated and Optuna trials left RUNNING; the target is 0 in the last three.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -150,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--interruptions, --per-search and --num-samples must be >= 1")
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="kdgan-faults-"))
+    atexit.register(shutil.rmtree, work, True)  # the report keeps what the audit found
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_TMPDIR": str(work / "ray")}
     (work / "ray").mkdir()
     space = write_space(work, args.epochs)

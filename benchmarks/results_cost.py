@@ -15,8 +15,10 @@ with the square of the search in all).
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -63,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     marks = sorted(set(marks))
     rng = random.Random(0)
     experiment = Path(tempfile.mkdtemp(prefix="kdgan-results-cost-"))
+    atexit.register(shutil.rmtree, experiment, True)
     callback = ParquetResults(experiment, compact_every_s=0)  # compaction timed apart, below
     compactor = Compactor(experiment)
     ends, totals, rows = [], [], []

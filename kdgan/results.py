@@ -169,6 +169,15 @@ def set_aside_orphans(experiment: Path, known: set[str]) -> list[str]:
     return sorted(set(moved))
 
 
+def mark_interrupted(experiment: Path, trial_ids: set[str]) -> None:
+    """The rows of trials cut short by an interruption say so (not STOPPED, which is ASHA's)."""
+    for trial_id in trial_ids:
+        path = Path(experiment) / PARTS / "trials" / f"{trial_id}.parquet"
+        if path.exists():
+            rows = _read_table(path).to_pylist()
+            _write_table(path, [{**row, "status": "INTERRUPTED"} for row in rows])
+
+
 class ParquetResults(Callback):
     """A Tune callback on the driver that keeps the part files of the trials it sees."""
 
@@ -185,9 +194,7 @@ class ParquetResults(Callback):
         self._configs: dict[str, dict[str, Any]] = {}
         self._dirty = threading.Event()
         self._stop = threading.Event()
-        self._lock = threading.Lock()  # one compaction at a time
         self._thread: threading.Thread | None = None
-        self.compaction_error: str | None = None
 
     # Tune pickles its callbacks with the experiment state; a restore brings the object back
     # without threads or memory, which are rebuilt here (the rows come back from the parts).
@@ -224,15 +231,16 @@ class ParquetResults(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self._load(trial.trial_id)
-        self._count(trial, "failures")
+        self._count(trial, "failures", write=False)  # _end writes the row
         self._end(trial, "ERROR")
 
     def on_experiment_end(self, trials, **info) -> None:
-        for trial_id in list(self._rows):  # still running: an interruption; keep what it did
+        """Keep what the trials still running (an interruption) did; kdgan.tune compacts
+        once it has settled the trials' statuses."""
+        for trial_id in list(self._rows):
             if self._rows[trial_id]:
                 self._write(trial_id, epochs=True)
         self.stop_compactor()
-        compact(self.dir)
 
     # ------------------------------------------------------------------ rows and parts
     def _part(self, kind: str, trial_id: str) -> Path:
@@ -252,10 +260,11 @@ class ParquetResults(Callback):
             rows = _read_part(path).to_dict("records")
             self._rows[trial_id] = rows[-1] if rows else {}
 
-    def _count(self, trial, key: str) -> None:
+    def _count(self, trial, key: str, write: bool = True) -> None:
         row = self._rows[trial.trial_id]
         row[key] = int(row.get(key) or 0) + 1
-        self._write(trial.trial_id, epochs=False)
+        if write:
+            self._write(trial.trial_id, epochs=False)
 
     def _end(self, trial, status: str) -> None:
         self._load(trial.trial_id)
@@ -337,10 +346,9 @@ class ParquetResults(Callback):
                 self._dirty.clear()
                 t0 = time.perf_counter()
                 try:
-                    with self._lock:
-                        compactor()
-                except Exception as e:  # noqa: BLE001 - reported at the end, never fatal
-                    self.compaction_error = f"{type(e).__name__}: {e}"
+                    compactor()
+                except Exception:  # noqa: BLE001 - never fatal here: the compaction that
+                    pass           # ends the search (kdgan.tune) meets the same file and says so
                 wait = max(self.compact_every_s, 10 * (time.perf_counter() - t0))
 
 

@@ -25,10 +25,15 @@ def optuna_search(metric: str, seed: int, storage_url: str, study_name: str,
 
     class KDGANOptunaSearch(OptunaSearch):
         def _storage_id(self, trial_id: str) -> int:
-            storage = self._storage  # the RDBStorage given below
-            study_id = storage.get_study_id_from_name(self._study_name)
-            return storage.get_trial_id_from_study_id_trial_number(
-                study_id, self._ot_trials[trial_id].number)
+            """The trial's id in the storage, looked up once (a restored searcher starts
+            without the cache: it is rebuilt as trials report)."""
+            ids = self.__dict__.setdefault("_kdgan_storage_ids", {})
+            if trial_id not in ids:
+                storage = self._storage  # the RDBStorage given below
+                ids[trial_id] = storage.get_trial_id_from_study_id_trial_number(
+                    storage.get_study_id_from_name(self._study_name),
+                    self._ot_trials[trial_id].number)
+            return ids[trial_id]
 
         def _finished(self, trial_id: str) -> bool:
             """Told already: a search killed after Optuna heard of a trial's end but before
@@ -38,9 +43,11 @@ def optuna_search(metric: str, seed: int, storage_url: str, study_name: str,
         def on_trial_result(self, trial_id: str, result: dict) -> None:
             if trial_id not in self._ot_trials or not result or "epoch" not in result:
                 return
-            if not self._finished(trial_id):
+            try:
                 self._storage.set_trial_intermediate_value(
                     self._storage_id(trial_id), int(result["epoch"]), float(result[self.metric]))
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass  # a replay of a trial Optuna has closed (see _finished)
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None,
                               error: bool = False) -> None:

@@ -46,8 +46,8 @@ from kdgan import spaces  # noqa: E402
 from kdgan.config import Config, ConfigError, parse_overrides  # noqa: E402
 from kdgan.io import atomic_write  # noqa: E402
 from kdgan.run import pretrain_lock_timeout  # noqa: E402
-from kdgan.results import (FINAL, ParquetResults, ResultsError, compact, read_trials,  # noqa: E402
-                           set_aside_orphans)
+from kdgan.results import (FINAL, ParquetResults, ResultsError, compact,  # noqa: E402
+                           mark_interrupted, read_trials, set_aside_orphans)
 
 TRAINABLE_NAME = "kdgan"
 STATE_FILE = "state.pt"      # a running trial's checkpoint: the whole game, to resume
@@ -362,7 +362,7 @@ def _finish(space, args, experiment: Path, grid, num_samples: int, t0: float,
     unfinished = set() if rows.empty else set(rows.loc[~rows["status"].isin(FINAL), "trial_id"])
     unfinished |= {t for t, status in known.items() if status not in ("TERMINATED", "ERROR")}
     interrupted = bool(unfinished) or int(0 if rows.empty else rows["status"].isin(FINAL).sum()) < num_samples
-    _mark_unfinished(experiment, unfinished)
+    mark_interrupted(experiment, unfinished)
     orphans = 0 if interrupted else searcher.fail_orphans(experiment)
     trials, _ = compact(experiment)
     wall = time.time() - t0
@@ -390,20 +390,6 @@ def _finish(space, args, experiment: Path, grid, num_samples: int, t0: float,
               "run the same command to resume", file=sys.stderr)
         return INTERRUPTED
     return 0 if (trials["status"] == "TERMINATED").any() else 1
-
-
-def _mark_unfinished(experiment: Path, unfinished: set[str]) -> None:
-    """Rows of trials cut short by an interruption say so (not STOPPED, which is ASHA's)."""
-    from kdgan.results import PARTS
-
-    import pandas as pd
-
-    for trial_id in unfinished:
-        path = experiment / PARTS / "trials" / f"{trial_id}.parquet"
-        if path.exists():
-            row = pd.read_parquet(path)
-            row["status"] = "INTERRUPTED"
-            atomic_write(path, lambda tmp: row.to_parquet(tmp, index=False))
 
 
 def _log_invocation(experiment: Path, record: dict[str, Any]) -> None:
