@@ -28,6 +28,7 @@ DISTILL_LOSSES = ("l2", "kl")
 ESTIMATORS = ("gumbel", "straight-through", "reinforce")
 ADV_LOSSES = ("nonsaturating", "saturating")
 DIS_TARGETS = ("exact", "sampled")
+POPULATION_BACKENDS = ("auto", "loop", "vmap")
 MNIST_POOL = 50_000  # mnist.pkl.gz: 50k training pool, 10k validation, 10k test
 
 
@@ -81,6 +82,14 @@ class Config:
     """Validation examples held out of the training pool when a dataset has no own split."""
     seed: int = 0
     """Seed of the training subset, the initialisations and every random draw of the run."""
+    population: int = 1
+    """Members trained together as one run (kdgan.population): seeds seed, seed + 1, ...,
+    seed + population - 1, each exactly the single run of its seed. A search gives every
+    trial the same seeds, so trials are compared seed by seed."""
+    population_backend: str = "auto"
+    """How a population trains: 'loop' (one member after another, each step; exact and the
+    fastest on a CPU), 'vmap' (one vectorised model per player, torch.func; for GPUs) or
+    'auto' (vmap on CUDA where the config allows it, else loop)."""
 
     # --- method and players -----------------------------------------------------------
     method: str = "kdgan"
@@ -258,6 +267,7 @@ class Config:
         _choice("estimator", self.estimator, ESTIMATORS)
         _choice("adv_loss", self.adv_loss, ADV_LOSSES)
         _choice("dis_target", self.dis_target, DIS_TARGETS)
+        _choice("population_backend", self.population_backend, POPULATION_BACKENDS)
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"alpha={self.alpha}: expected a value in [0, 1]")
         for key in ("distn_p", "noisy_rate"):
@@ -277,7 +287,7 @@ class Config:
         if self.tau_end > self.tau_start:
             raise ConfigError(f"tau_end={self.tau_end}: expected <= tau_start={self.tau_start}"
                               " (the temperature is annealed downwards)")
-        for key in ("n", "batch_size", "eval_batch_size"):
+        for key in ("n", "batch_size", "eval_batch_size", "population"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}={getattr(self, key)}: expected an integer >= 1")
         for key in ("unlabeled", "val_size", "pretrain_epochs", "dis_pretrain_epochs", "epochs",

@@ -17,12 +17,15 @@ differences). The verdict is on validation accuracy; test accuracy is reported b
   default, or the dataset kind's default that Config.from_dict gives it).
 - The fresh seeds: the M integers after the largest seed any trial used (a trial with a
   `population` column P used seeds s .. s + P - 1).
-- Each (configuration, seed) is a kdgan.train run in EXPERIMENT/confirm/<label>/s<seed>/,
-  sharing pretrained players through the trials' pretrain_cache where that folder exists,
-  else EXPERIMENT/pretrain (pretraining does not depend on alpha, beta or gamma). A
-  finished run (summary.json) is read back, an interrupted one resumes from its checkpoint,
-  one whose losses become non-finite is recorded as DIVERGED (diverged.json) and the others
-  go on: kill it and run the same command again.
+- Each configuration runs as one seed population over the M fresh seeds (kdgan.population:
+  member k is exactly the single run of its seed), a kdgan.train run in
+  EXPERIMENT/confirm/<label>/seeds<first>-<last>/, sharing pretrained players through the
+  trials' pretrain_cache where that folder exists, else EXPERIMENT/pretrain (pretraining
+  does not depend on alpha, beta or gamma). A finished run (summary.json) is read back, an
+  interrupted one resumes from its checkpoint at its last epoch, a member whose losses
+  become non-finite is recorded as DIVERGED and the others go on (a configuration all of
+  whose members diverge is recorded in diverged.json): kill it and run the same command
+  again. Single runs per seed left by earlier versions (<label>/s<seed>/) are read back.
 - --smoke applies kdgan.spaces.SMOKE to every run; its runs and outputs are kept apart
   (confirm-smoke/, confirm-smoke.parquet, confirm-smoke.md), never mixed with full ones.
 
@@ -54,7 +57,8 @@ from kdgan.spaces import SMOKE
 LEVEL = 0.95
 ALWAYS_SEARCHED = ("alpha", "beta", "gamma")
 # How and where a run executes, or its seed: never a searched hyperparameter.
-NOT_SEARCHED = ("seed", "pretrain_cache", "threads", "device")
+NOT_SEARCHED = ("seed", "pretrain_cache", "threads", "device", "population",
+                "population_backend")
 DEFAULTS = "defaults"
 DONE, DIVERGED = "DONE", "DIVERGED"
 SUMMARY, DIVERGED_FILE = "summary.json", "diverged.json"
@@ -89,11 +93,19 @@ class Plan:
     def out(self) -> Path:
         return self.experiment / ("confirm-smoke" if self.smoke else "confirm")
 
-    def config(self, candidate: Candidate, seed: int) -> Config:
-        return Config.from_dict({**candidate.values, "seed": seed, "pretrain_cache": self.pretrain_cache,
+    def config(self, candidate: Candidate) -> Config:
+        """The candidate as one seed population over the fresh seeds."""
+        return Config.from_dict({**candidate.values, "seed": self.seeds[0],
+                                 "population": len(self.seeds),
+                                 "pretrain_cache": self.pretrain_cache,
                                  **(SMOKE if self.smoke else {})})
 
-    def run_dir(self, candidate: Candidate, seed: int) -> Path:
+    def run_dir(self, candidate: Candidate) -> Path:
+        return self.out / candidate.label / f"seeds{self.seeds[0]}-{self.seeds[-1]}"
+
+    def seed_dir(self, candidate: Candidate, seed: int) -> Path:
+        """Where earlier versions ran each seed alone (read back when every seed is there:
+        the single run of a seed is exactly that member of the population)."""
         return self.out / candidate.label / f"s{seed}"
 
 
@@ -159,7 +171,7 @@ def _common(trials: pd.DataFrame, searched: list[str]) -> dict[str, Any]:
     """The settings every trial shares (the first row's, for the fields not searched)."""
     first = trials.iloc[0]
     return {c: _native(first[c]) for c in CONFIG_FIELDS
-            if c in trials and c not in searched and c not in ("seed", "pretrain_cache")
+            if c in trials and c not in searched and c not in NOT_SEARCHED
             and not pd.isna(first[c])}
 
 
@@ -202,7 +214,7 @@ def make_plan(experiment: Path, top: int, m: int, smoke: bool = False) -> Plan:
                 candidates, smoke, pretrain)
     for c in candidates:  # every configuration valid before the first run
         try:
-            plan.config(c, plan.seeds[0])
+            plan.config(c)
         except ConfigError as e:
             raise ConfirmError(f"{c.label}: {e}") from None
     return plan
@@ -212,7 +224,7 @@ def make_plan(experiment: Path, top: int, m: int, smoke: bool = False) -> Plan:
 def _train(cfg: Config, run_dir: Path) -> dict:
     from kdgan.train import train
 
-    return train(cfg, run_dir, quiet=True)
+    return train(cfg, run_dir)  # a line per epoch: a population of many seeds takes a while
 
 
 def check_saved(plan: Plan) -> None:
@@ -222,15 +234,17 @@ def check_saved(plan: Plan) -> None:
     from kdgan.run import RUNTIME_FIELDS
 
     for c in plan.candidates:
-        for seed in plan.seeds:
-            run_dir = plan.run_dir(c, seed)
+        asked = effective_config(plan.config(c)).to_dict()
+        places = [(plan.run_dir(c), {})] + [(plan.seed_dir(c, s), {"seed": s, "population": 1})
+                                             for s in plan.seeds]
+        for run_dir, change in places:
             for name in (SUMMARY, DIVERGED_FILE):
                 if not (run_dir / name).exists():
                     continue
                 saved = json.loads((run_dir / name).read_text()).get("config") or {}
-                asked = effective_config(plan.config(c, seed)).to_dict()
-                stale = {k: (saved.get(k), v) for k, v in asked.items()
-                         if k not in RUNTIME_FIELDS and saved.get(k) != v}
+                saved.setdefault("population", 1)
+                stale = {k: (saved.get(k), v) for k, v in {**asked, **change}.items()
+                         if k not in RUNTIME_FIELDS and saved.get(k, Config().to_dict().get(k)) != v}
                 if stale:
                     raise ConfirmError(f"{run_dir / name} was made with other settings than asked "
                                        f"for: {stale} (saved, asked); move it away to run it again")
@@ -253,28 +267,53 @@ def run_or_read(cfg: Config, run_dir: Path,
         return record, DIVERGED, True
 
 
+def _members(plan: Plan, c: Candidate, runner: Callable[[Config, Path], dict]
+             ) -> tuple[list[dict], bool]:
+    """Each fresh seed's outcome for candidate c ({seed, status, val_acc, ...}) and whether
+    anything ran now. Runs c as one population; single runs of every seed left by earlier
+    versions are read back instead (each is exactly its member)."""
+    singles = [plan.seed_dir(c, s) / SUMMARY for s in plan.seeds]
+    if all(p.exists() for p in singles):
+        return [{**json.loads(p.read_text()), "status": DONE} for p in singles], False
+    summary, status, ran = run_or_read(plan.config(c), plan.run_dir(c), runner)
+    if status == DIVERGED:  # every member diverged
+        return [{"seed": s, "status": DIVERGED, "error": summary.get("error", "")}
+                for s in plan.seeds], ran
+    members = []
+    for m in summary["members"]:
+        diverged = m["status"] == "diverged"
+        members.append({**m, "status": DIVERGED if diverged else DONE,
+                        "error": m.get("reason", "") if diverged else "",
+                        "wall_s": summary.get("wall_s", math.nan) / len(plan.seeds)})
+    return members, ran
+
+
 def run_all(plan: Plan, runner: Callable[[Config, Path], dict] | None = None) -> pd.DataFrame:
-    """A row per (configuration, seed), seed by seed (a seed's pretrained players are made
-    once, then shared); one progress line per run."""
+    """A row per (configuration, seed): each configuration runs as one seed population over
+    the fresh seeds (their pretrained players are made once, then shared); a progress line
+    per configuration, and per epoch while it trains."""
     rows = []
-    total = len(plan.seeds) * len(plan.candidates)
-    for seed in plan.seeds:
-        for c in plan.candidates:
-            t0 = time.perf_counter()
-            run_dir, cfg = plan.run_dir(c, seed), plan.config(c, seed)
-            summary, status, ran = run_or_read(cfg, run_dir, runner or _train)
-            row = {"label": c.label, "rank": c.rank, "trial_id": c.trial_id, "seed": seed,
+    for i, c in enumerate(plan.candidates, start=1):
+        t0 = time.perf_counter()
+        cfg = plan.config(c)
+        print(f"[{i}/{len(plan.candidates)}] {c.label}: seeds {plan.seeds[0]}..{plan.seeds[-1]} "
+              f"in {plan.run_dir(c)}", flush=True)
+        members, ran = _members(plan, c, runner or _train)
+        for m in members:
+            status = m["status"]
+            row = {"label": c.label, "rank": c.rank, "trial_id": c.trial_id, "seed": int(m["seed"]),
                    **{k: getattr(cfg, k) for k in plan.searched},
                    "search_val_acc": c.search_val_acc, "status": status}
             for key in ("val_acc", "test_acc", "last_test_acc", "best_epoch", "wall_s"):
-                row[key] = summary.get(key, math.nan) if status == DONE else math.nan
-            row["error"] = summary.get("error", "") if status == DIVERGED else ""
-            row["run_dir"] = str(run_dir)
+                row[key] = m.get(key, math.nan) if status == DONE else math.nan
+            row["error"] = m.get("error", "") if status == DIVERGED else ""
+            row["run_dir"] = str(plan.run_dir(c))
             rows.append(row)
-            said = (f"val {100 * row['val_acc']:.2f} test {100 * row['test_acc']:.2f} "
-                    f"(epoch {row['best_epoch']})" if status == DONE else f"DIVERGED: {row['error']}")
-            how = f"{time.perf_counter() - t0:.1f}s" if ran else "read back"
-            print(f"[{len(rows)}/{total}] {c.label} seed {seed}: {said} | {how}", flush=True)
+        done = [r for r in rows if r["label"] == c.label and r["status"] == DONE]
+        val = sum(r["val_acc"] for r in done) / max(1, len(done))
+        how = f"{time.perf_counter() - t0:.1f}s" if ran else "read back"
+        print(f"[{i}/{len(plan.candidates)}] {c.label}: {len(done)}/{len(members)} seeds done, "
+              f"mean val {100 * val:.2f} | {how}", flush=True)
     return pd.DataFrame(rows)
 
 

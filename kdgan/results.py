@@ -3,7 +3,18 @@ per trial per epoch), both derived from per-trial part files that are the record
 
     <experiment>/parts/trials/<trial_id>.parquet   the trial's row, rewritten at each result
     <experiment>/parts/epochs/<trial_id>.parquet   the trial's epoch rows, likewise
-    <experiment>/trials.parquet, epochs.parquet    every part in one file (compacted)
+    <experiment>/parts/members/<trial_id>.parquet  its members' selections, with its row
+    <experiment>/trials.parquet, epochs.parquet,   every part in one file (compacted)
+                 members.parquet
+
+A trial trains a seed population (kdgan.population; one member unless `population` says
+more). trials.parquet has the members' means (best_val_acc, the objective, and test_acc),
+their standard errors (best_val_acc_se, test_acc_se; NaN with one member) and the member
+count (members). members.parquet has a row per trial per member: seed, val_acc and test_acc
+at the member's best validation epoch, best_epoch, last_val_acc, last_test_acc, epochs_run,
+status (finished, running, diverged) and reason. epochs.parquet has a row per trial, epoch
+and member (seed): the member's own metrics (val/acc, test/acc, the losses) beside the
+trial's running objective. Every trial of a search has the same seeds.
 
 A result costs one write of that trial's row (its epoch rows too with a checkpoint and at
 the trial's end), whatever the size of the search (a rewrite of every row, as before, grew with the square of the search and
@@ -19,6 +30,7 @@ earlier lives, and a killed trial's replayed epochs overwrite their first report
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -38,13 +50,17 @@ except ImportError:  # pragma: no cover
 
 TRIALS = "trials.parquet"
 EPOCHS = "epochs.parquet"
+MEMBERS = "members.parquet"
+# The trainable's per-member results (JSON text in each result): this epoch's row of each
+# member that played it, and every member's selection so far.
+MEMBER_ROWS, MEMBER_SELECTION = "member_rows", "member_selection"
 PARTS = "parts"
 CONFIG_FIELDS = list(Config().to_dict())
 # Ray's bookkeeping that says nothing about the model; dropped from epochs.parquet.
 _RAY_KEYS = {"config", "timestamp", "checkpoint_dir_name", "should_checkpoint", "done",
              "training_iteration", "time_this_iter_s", "time_since_restore", "pid",
              "iterations_since_restore", "date", "experiment_tag", "time_total_s", "life",
-             "checkpointed"}
+             "checkpointed", MEMBER_ROWS, MEMBER_SELECTION}
 # Trial statuses whose rows are final; any other row belongs to a trial still to run.
 FINAL = ("TERMINATED", "STOPPED", "DIVERGED", "ERROR")
 
@@ -117,36 +133,55 @@ def read_trials(experiment: Path) -> pd.DataFrame:
     return trials[[c for c in trials.columns if not c.startswith("_")]]
 
 
+def _epoch_order(columns: list[str]) -> list[str]:
+    return ["trial_id", "epoch"] + (["seed"] if "seed" in columns else [])
+
+
 def read_epochs(experiment: Path) -> pd.DataFrame:
-    """Every trial's epoch rows, from the parts, sorted by trial and epoch."""
+    """Every trial's epoch rows, from the parts, sorted by trial, epoch and member seed."""
     epochs = _frame(_Parts(Path(experiment) / PARTS / "epochs").table())
     if not epochs.empty:
-        epochs = epochs.sort_values(["trial_id", "epoch"]).reset_index(drop=True)
+        epochs = epochs.sort_values(_epoch_order(list(epochs.columns))).reset_index(drop=True)
     return epochs
 
 
+def read_members(experiment: Path) -> pd.DataFrame:
+    """Every trial's members (a row per trial per seed), from the parts."""
+    members = _frame(_Parts(Path(experiment) / PARTS / "members").table())
+    if not members.empty:
+        members = members.sort_values(["trial_id", "seed"]).reset_index(drop=True)
+    return members
+
+
 class Compactor:
-    """Rebuilds trials.parquet and epochs.parquet from the parts, re-reading changed parts only."""
+    """Rebuilds trials.parquet, epochs.parquet and members.parquet from the parts,
+    re-reading changed parts only."""
 
     def __init__(self, experiment: Path) -> None:
         self.dir = Path(experiment)
         self._trials = _Parts(self.dir / PARTS / "trials")
         self._epochs = _Parts(self.dir / PARTS / "epochs")
+        self._members = _Parts(self.dir / PARTS / "members")
 
     def __call__(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         trials, epochs = self._trials.table(), self._epochs.table()
+        members = self._members.table()
+        if members is not None:
+            members = members.sort_by([("trial_id", "ascending"), ("seed", "ascending")])
+            atomic_write(self.dir / MEMBERS, lambda tmp: pq.write_table(members, tmp))
         if trials is not None:
             trials = trials.select([c for c in trials.column_names if not c.startswith("_")])
             trials = trials.sort_by("trial_id")
             atomic_write(self.dir / TRIALS, lambda tmp: pq.write_table(trials, tmp))
         if epochs is not None:
-            epochs = epochs.sort_by([("trial_id", "ascending"), ("epoch", "ascending")])
+            epochs = epochs.sort_by([(c, "ascending") for c in _epoch_order(epochs.column_names)])
             atomic_write(self.dir / EPOCHS, lambda tmp: pq.write_table(epochs, tmp))
         return _frame(trials), _frame(epochs)
 
 
 def compact(experiment: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rebuild trials.parquet and epochs.parquet from the parts (atomically); return them."""
+    """Rebuild trials.parquet, epochs.parquet and members.parquet from the parts
+    (atomically); return the first two."""
     return Compactor(experiment)()
 
 
@@ -158,7 +193,7 @@ def set_aside_orphans(experiment: Path, known: set[str]) -> list[str]:
     kept aside for the record, not counted as a trial of the search."""
     experiment = Path(experiment)
     moved = []
-    for kind in ("trials", "epochs"):
+    for kind in ("trials", "epochs", "members"):
         folder = experiment / PARTS / kind
         for path in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
             if path.stem not in known:
@@ -176,6 +211,11 @@ def mark_interrupted(experiment: Path, trial_ids: set[str]) -> None:
         if path.exists():
             rows = _read_table(path).to_pylist()
             _write_table(path, [{**row, "status": "INTERRUPTED"} for row in rows])
+        path = Path(experiment) / PARTS / "members" / f"{trial_id}.parquet"
+        if path.exists():
+            rows = _read_table(path).to_pylist()
+            _write_table(path, [{**row, "status": "interrupted" if row["status"] == "running"
+                                 else row["status"]} for row in rows])
 
 
 class ParquetResults(Callback):
@@ -189,8 +229,9 @@ class ParquetResults(Callback):
     def _init_runtime(self) -> None:
         # Per running trial: its epoch rows and its row, read back from its parts when first
         # seen; dropped when the trial ends, so memory does not grow with the search.
-        self._epochs: dict[str, dict[int, dict[str, Any]]] = {}
+        self._epochs: dict[str, dict[tuple[int, Any], dict[str, Any]]] = {}
         self._rows: dict[str, dict[str, Any]] = {}
+        self._members: dict[str, list[dict[str, Any]]] = {}
         self._configs: dict[str, dict[str, Any]] = {}
         self._dirty = threading.Event()
         self._stop = threading.Event()
@@ -214,7 +255,17 @@ class ParquetResults(Callback):
         row = {"trial_id": trial.trial_id}
         row.update({k: v for k, v in result.items()
                     if k not in _RAY_KEYS and not isinstance(v, (dict, list))})
-        self._epochs[trial.trial_id][int(result["epoch"])] = row
+        epoch = int(result["epoch"])
+        members = json.loads(result[MEMBER_ROWS]) if result.get(MEMBER_ROWS) else []
+        for m in members:  # the row of each member that played this epoch, with its seed
+            self._epochs[trial.trial_id][(epoch, m["seed"])] = {**row, **m}
+        if not members:  # a result without them (a diverged trial's repeated last row)
+            for key, old in list(self._epochs[trial.trial_id].items()):
+                if key[0] == epoch:
+                    self._epochs[trial.trial_id][key] = {**old, **{k: v for k, v in row.items()
+                                                                  if k in ("diverged", "error")}}
+        if result.get(MEMBER_SELECTION):
+            self._members[trial.trial_id] = json.loads(result[MEMBER_SELECTION])
         self._update(trial, "RUNNING", result)
         # The trial's row (one line) at every result; its epoch rows with each checkpoint: a
         # trial that dies resumes from its last checkpoint and reports the epochs after it
@@ -251,10 +302,14 @@ class ParquetResults(Callback):
             return
         self._epochs[trial_id] = {}
         self._rows[trial_id] = {}
+        self._members[trial_id] = []
         path = self._part("epochs", trial_id)
         if path.exists():
             for r in _read_part(path).to_dict("records"):
-                self._epochs[trial_id][int(r["epoch"])] = r
+                self._epochs[trial_id][(int(r["epoch"]), r.get("seed"))] = r
+        path = self._part("members", trial_id)
+        if path.exists():
+            self._members[trial_id] = _read_part(path).to_dict("records")
         path = self._part("trials", trial_id)
         if path.exists():
             rows = _read_part(path).to_dict("records")
@@ -269,8 +324,12 @@ class ParquetResults(Callback):
     def _end(self, trial, status: str) -> None:
         self._load(trial.trial_id)
         self._update(trial, status, trial.last_result)
+        if self._rows[trial.trial_id]["status"] in ("STOPPED", "ERROR"):  # ASHA's, or a crash
+            end = self._rows[trial.trial_id]["status"].lower()
+            self._members[trial.trial_id] = [{**m, "status": end if m["status"] == "running" else m["status"]}
+                                             for m in self._members.get(trial.trial_id, [])]
         self._write(trial.trial_id, epochs=True)
-        for d in (self._epochs, self._rows, self._configs):
+        for d in (self._epochs, self._rows, self._configs, self._members):
             d.pop(trial.trial_id, None)
 
     def _update(self, trial, status: str, last: dict[str, Any] | None) -> None:
@@ -283,8 +342,11 @@ class ParquetResults(Callback):
                                "status": trial_status(status, last),
                                "error": _error_text(trial, last) if status == "ERROR" or last.get("diverged") else ""}
         row.update(self._configs[trial.trial_id])
-        row["best_val_acc"] = last.get("best_val_acc")
+        row["best_val_acc"] = last.get("best_val_acc")  # the members' mean
+        row["best_val_acc_se"] = last.get("best_val_acc_se")
         row["test_acc"] = last.get("test_acc")
+        row["test_acc_se"] = last.get("test_acc_se")
+        row["members"] = last.get("members")
         row["best_epoch"] = last.get("best_epoch")
         row["epochs_run"] = last.get("epoch")
         row["wall_s"] = last.get("wall_s")  # pretraining and game, over all lives
@@ -318,10 +380,14 @@ class ParquetResults(Callback):
         self._rows[trial.trial_id] = row
 
     def _write(self, trial_id: str, epochs: bool) -> None:
+        if self._members.get(trial_id):  # before the trial's row: a reader never finds a
+            _write_table(self._part("members", trial_id),  # row without its members
+                         [{"trial_id": trial_id, **m} for m in self._members[trial_id]])
         _write_table(self._part("trials", trial_id), [self._rows[trial_id]])
         if epochs and self._epochs[trial_id]:
             rows = self._epochs[trial_id]
-            _write_table(self._part("epochs", trial_id), [rows[e] for e in sorted(rows)])
+            order = sorted(rows, key=lambda key: (key[0], -1 if key[1] is None else key[1]))
+            _write_table(self._part("epochs", trial_id), [rows[key] for key in order])
         self._dirty.set()
 
     # ------------------------------------------------------------------ compaction

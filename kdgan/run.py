@@ -42,7 +42,7 @@ PRETRAIN_FIELDS = {
 }
 # Fields that say where and how a run executes, not what it computes: a checkpoint may be
 # resumed with other values (e.g. after moving a benchmark's output directory).
-RUNTIME_FIELDS = ("pretrain_cache", "threads")
+RUNTIME_FIELDS = ("pretrain_cache", "threads", "population_backend")
 # Seed offset of the game phase: the game's random draws do not depend on whether the
 # pretrained players were computed or read from the cache.
 GAME_SEED_OFFSET = 7919
@@ -163,12 +163,20 @@ class Run:
             raise RuntimeError(f"the run has finished its {self.cfg.epochs} epochs")
         t0 = time.perf_counter()
         e = self.epoch + 1
-        tau = tau_at((e - 1) / max(1, self.cfg.epochs - 1), self.cfg.tau_start, self.cfg.tau_end)
+        tau = self.tau_at(e)
         terms = self.game.play_epoch(tau)
         bad = [k for k, v in terms.items() if not np.isfinite(v)]
         if bad:
             raise NonFiniteLossError(f"epoch {e}: non-finite loss in {', '.join(bad)} "
                                      f"({', '.join(f'{k}={terms[k]}' for k in bad)})")
+        return self.record_epoch(e, tau, terms, t0)
+
+    def tau_at(self, epoch: int) -> float:
+        """The Gumbel-softmax temperature of game epoch `epoch` (1-based)."""
+        return tau_at((epoch - 1) / max(1, self.cfg.epochs - 1), self.cfg.tau_start, self.cfg.tau_end)
+
+    def record_epoch(self, e: int, tau: float, terms: dict[str, float], t0: float) -> dict[str, float]:
+        """Evaluate after game epoch `e` (played from perf_counter time t0), record its row."""
         last = e == self.cfg.epochs
         row = {"epoch": e, "tau": tau, **terms,
                **self._evaluate(teacher=last and self.cfg.eval_teacher)}
@@ -268,17 +276,21 @@ class Run:
         """Restore from a checkpoint file; weights_only=True: tensors and plain data only."""
         self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
 
-    def save_model(self, path: Path) -> None:
+    def model_blob(self) -> dict:
         """The selected model (`best_model`) with what it takes to use it: its player and
-        architecture, the epoch and the validation accuracy that selected it, the config.
-        Read it with torch.load(path, weights_only=True) and `kdgan.models.build`."""
+        architecture, the epoch and the validation accuracy that selected it, the config."""
         if self.best_model is None:
             raise RuntimeError("no epoch recorded yet")
         s = self.summary()
         player = self.game.method.evaluated
-        blob = {"player": player, "arch": getattr(self.cfg, f"{player}_arch"),
+        return {"player": player, "arch": getattr(self.cfg, f"{player}_arch"),
                 "weights": self.best_model, "epoch": s["best_epoch"], "val_acc": s["val_acc"],
-                "config": self.cfg.to_dict()}
+                "seed": self.cfg.seed, "config": self.cfg.to_dict()}
+
+    def save_model(self, path: Path) -> None:
+        """`model_blob` as a file. Read it with torch.load(path, weights_only=True) and
+        `kdgan.models.build`."""
+        blob = self.model_blob()
         atomic_write(Path(path), lambda tmp: torch.save(blob, tmp))
 
     # ------------------------------------------------------------------ results

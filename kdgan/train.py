@@ -2,11 +2,17 @@
 
     python -m kdgan.train --dataset mnist --n 100 --method kdgan --seed 0 --out runs/kdgan-0
     python -m kdgan.train --method supervised --set epochs=20 --set cls_lr=3e-4 --out DIR
+    python -m kdgan.train --seed 0 --set population=4 --out DIR   # seeds 0-3 in one process
 
 Writes DIR/summary.json, DIR/history.parquet (one row per epoch, every logged metric),
 DIR/train_indices.json and DIR/checkpoint.pt (every player and optimiser, the epoch, the
 history and the RNG state). Run the same command again to resume from the checkpoint; the
 resumed run ends where an uninterrupted one would.
+
+With --set population=P the run trains the P members of seeds seed .. seed + P - 1
+(kdgan.population): history.parquet has a row per epoch per member (its `seed` column),
+summary.json the members' means and standard errors and a `members` list, model.pt each
+member's selected classifier.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from kdgan.config import METHODS, Config, ConfigError, parse_overrides
 from kdgan.data import DataError
 from kdgan.game import NonFiniteLossError
 from kdgan.io import CheckpointError, atomic_write
-from kdgan.run import Run, pretrain_lock_timeout
+from kdgan.population import Population
+from kdgan.run import pretrain_lock_timeout
 from kdgan.spaces import SMOKE
 
 CHECKPOINT = "checkpoint.pt"
@@ -74,7 +81,7 @@ def train(cfg: Config, out: Path, fresh: bool = False, quiet: bool = False) -> d
     say = (lambda msg: None) if quiet else (lambda msg: print(msg, flush=True))
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / CHECKPOINT
-    run = Run(cfg, log=say)
+    run = Population(cfg, log=say)
     if ckpt.exists() and not fresh:
         try:
             run.load(ckpt)
@@ -86,10 +93,14 @@ def train(cfg: Config, out: Path, fresh: bool = False, quiet: bool = False) -> d
                                   f"{out}, or give another --out") from None
         say(f"resumed from {ckpt} at epoch {run.epoch}/{run.cfg.epochs}")
     else:
-        say(f"{run.cfg.method} on {run.data.source}: n={cfg.n} seed={cfg.seed} "
-            f"device={run.device} params={ {k: sum(p.numel() for p in m.parameters()) for k, m in run.game.players.items()} }")
+        seeds = f"seed={cfg.seed}" if run.size == 1 else f"seeds={cfg.seed}..{cfg.seed + run.size - 1} ({run.backend})"
+        game = run.members[0].game
+        say(f"{run.cfg.method} on {run.data.source}: n={cfg.n} {seeds} "
+            f"device={run.device} params={ {k: sum(p.numel() for p in m.parameters()) for k, m in game.players.items()} }")
+        indices = [m.data.train_indices.tolist() for m in run.members]
         atomic_write(out / "train_indices.json",
-                     lambda tmp: tmp.write_text(json.dumps(run.data.train_indices.tolist())))
+                     lambda tmp: tmp.write_text(json.dumps(indices[0] if run.size == 1 else
+                                                           dict(zip(map(str, run.seeds), indices)))))
         say(format_row(run.pretrain(), run.cfg.epochs))
         run.save(ckpt)
     while not run.finished:
@@ -101,9 +112,19 @@ def train(cfg: Config, out: Path, fresh: bool = False, quiet: bool = False) -> d
     summary = run.summary()
     run.save_model(out / MODEL)
     atomic_write(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
-    say(f"best validation epoch {summary['best_epoch']}: val {100 * summary['val_acc']:.2f} "
-        f"test {100 * summary['test_acc']:.2f} | last epoch: test {100 * summary['last_test_acc']:.2f}"
-        f" | {summary['wall_s']:.1f}s | {out}")
+    if run.size == 1:
+        say(f"best validation epoch {summary['best_epoch']}: val {100 * summary['val_acc']:.2f} "
+            f"test {100 * summary['test_acc']:.2f} | last epoch: test {100 * summary['last_test_acc']:.2f}"
+            f" | {summary['wall_s']:.1f}s | {out}")
+    else:
+        for m in summary["members"]:
+            say(f"seed {m['seed']}: best validation epoch {m['best_epoch']}: val "
+                f"{100 * m['val_acc']:.2f} test {100 * m['test_acc']:.2f} | {m['status']}"
+                + (f" ({m['reason']})" if m["reason"] else ""))
+        say(f"{run.size} members, mean (standard error): val {100 * summary['val_acc']:.2f} "
+            f"({100 * summary['val_acc_se']:.2f}) test {100 * summary['test_acc']:.2f} "
+            f"({100 * summary['test_acc_se']:.2f}) | last epoch: test "
+            f"{100 * summary['last_test_acc']:.2f} | {summary['wall_s']:.1f}s | {out}")
     return summary
 
 

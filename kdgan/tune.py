@@ -5,11 +5,16 @@
     python -m kdgan.tune --space mnist --address auto    # join a running cluster (ray up)
     python -m kdgan.tune --list-spaces
 
-Every trial runs the whole game of `kdgan.run.Run` (pretraining, shared between trials
-through a file-locked cache, then the game) and reports each epoch. Validation accuracy is
-the objective; test accuracy is recorded and never used for a choice. Results go to
-<storage>/<name>/trials.parquet and epochs.parquet (kdgan.results); the Optuna study lives
-in <storage>/<name>/optuna.db. Run the same command again to resume an interrupted search;
+Every trial trains one configuration as a seed population (`population` P in the space or
+--set population=P: the members of seeds s .. s + P - 1, kdgan.population), pretraining
+shared between trials through a file-locked cache, and reports each epoch. Every trial uses
+the same seeds, so trials differ by their hyperparameters alone and compare seed by seed.
+The objective is the members' mean best validation accuracy; ASHA (--asha) compares the
+members' mean curve; test accuracy is recorded and never used for a choice. Results go to
+<storage>/<name>/trials.parquet (the means, their standard errors, the member count),
+members.parquet (a row per trial per member) and epochs.parquet (a row per trial, epoch and
+member: its `seed` column) (kdgan.results); the Optuna study lives in
+<storage>/<name>/optuna.db. Run the same command again to resume an interrupted search;
 --fresh starts it over. An interrupted search exits 130.
 
 Without --address, Ray starts inside this process and every socket of it is bound to
@@ -46,14 +51,14 @@ from kdgan import spaces  # noqa: E402
 from kdgan.config import Config, ConfigError, parse_overrides  # noqa: E402
 from kdgan.io import atomic_write  # noqa: E402
 from kdgan.run import pretrain_lock_timeout  # noqa: E402
-from kdgan.results import (FINAL, ParquetResults, ResultsError, compact,  # noqa: E402
+from kdgan.results import (FINAL, MEMBER_ROWS, MEMBER_SELECTION, ParquetResults, ResultsError, compact,  # noqa: E402
                            mark_interrupted, read_trials, set_aside_orphans)
 
 TRAINABLE_NAME = "kdgan"
 STATE_FILE = "state.pt"      # a running trial's checkpoint: the whole game, to resume
 MODEL_FILE = "model.pt"      # a finished trial's: the selected model (kdgan.run.Run.save_model)
 FINAL_FILE = "final.json"    # ... and its last reported metrics
-OBJECTIVE = "best_val_acc"
+OBJECTIVE = "best_val_acc"  # the members' mean of each one's best validation accuracy
 # A test-only hook: "module:function", called before each epoch of each trial with
 # (trial_id, epoch, cfg); the tests inject faults through it. Unset in normal use.
 EPOCH_HOOK_ENV = "KDGAN_EPOCH_HOOK"
@@ -81,25 +86,34 @@ def kdgan_trainable(config: dict[str, Any]) -> None:
     from ray import tune
 
     from kdgan.game import NonFiniteLossError
-    from kdgan.run import Run
+    from kdgan.population import Population
 
     started = time.perf_counter()
     life = uuid.uuid4().hex[:12]  # this start of the trial (a restore starts another)
     every = int(config.get("_checkpoint_every", 5))
     cfg = Config.from_dict({k: v for k, v in config.items() if not k.startswith("_")})
-    run = Run(cfg)
+    run = Population(cfg)  # one member, or the seed population of cfg.population
     context = ray.get_runtime_context()
     node = {"hostname": socket.gethostname(), "node_id": context.get_node_id()}
     hook = _epoch_hook()
 
-    def report(row: dict[str, float], extra: dict[str, Any] | None = None,
+    def report(row: dict[str, Any], extra: dict[str, Any] | None = None,
                save: bool = False, final: bool = False) -> None:
-        h = run.history_frame()
-        best = h.loc[h["val/acc"].idxmax()]
-        metrics = {**row, OBJECTIVE: float(best["val/acc"]), "test_acc": float(best["test/acc"]),
-                   "best_epoch": int(best["epoch"]), "epochs_total": run.cfg.epochs,
+        row = dict(row)
+        members = row.pop("members", [])
+        best = run.best()  # the members' means (the objective) and their standard errors
+        metrics = {**row, OBJECTIVE: best["best_val_acc"], "test_acc": best["test_acc"],
+                   f"{OBJECTIVE}_se": best["best_val_acc_se"], "test_acc_se": best["test_acc_se"],
+                   "members": best["members"],
+                   # what ASHA compares: the members' mean curve (a diverged member's last value)
+                   "val/acc": best["val_acc_curve"],
+                   "best_epoch": int(run.summary()["best_epoch"]), "epochs_total": run.cfg.epochs,
                    "wall_s": run.wall_s, "trial_s": time.perf_counter() - started, "life": life,
-                   "diverged": False, "error": "", **node, **(extra or {})}
+                   "diverged": False, "error": "", **node, **(extra or {}),
+                   # each member's row of this epoch and each member's selection so far, for
+                   # kdgan.results (epochs.parquet with its seed column, members.parquet)
+                   MEMBER_ROWS: json.dumps(members, default=_plain),
+                   MEMBER_SELECTION: json.dumps(run.member_rows(), default=_plain)}
         metrics["checkpointed"] = save or final  # kdgan.results writes its part files then
         if not (save or final):
             tune.report(metrics)
@@ -132,7 +146,7 @@ def kdgan_trainable(config: dict[str, Any]) -> None:
             row = run.play_epoch()
         except NonFiniteLossError as e:  # the trial ends with its reason; the search goes on
             # the last finished epoch's row again, flagged: no row for the epoch that failed
-            report(run.history[-1], {"diverged": True, "error": str(e)}, final=True)
+            report(run.rows[-1], {"diverged": True, "error": str(e)}, final=True)
             return
         # The last epoch always checkpoints: Tune snapshots the experiment when a trial saves,
         # and that snapshot is what lets a killed search know this trial had finished. It

@@ -98,13 +98,14 @@ def test_plan_searched_fields_fresh_seeds_defaults_and_ranks(tmp_path):
     assert plan.searched == ["alpha", "beta", "gamma"]  # seed varies too, and is never one
     assert plan.used_seeds == [0, 5] and plan.seeds == [6, 7, 8]
     assert [c.label for c in plan.candidates] == ["defaults", "trial-a1b2c_00001", "trial-a1b2c_00000"]
-    defaults = plan.config(plan.candidates[0], 6)
+    defaults = plan.config(plan.candidates[0])
     assert (defaults.alpha, defaults.beta, defaults.gamma) == (Config.alpha, Config.beta, Config.gamma)
     assert defaults.epochs == FAST["epochs"] and defaults.pretrain_cache == str(exp / "pretrain")
-    best = plan.config(plan.candidates[1], 7)
-    assert (best.alpha, best.beta, best.gamma, best.seed) == (0.5, 0.1, 1.0, 7)
+    best = plan.config(plan.candidates[1])  # one population over the fresh seeds
+    assert (best.alpha, best.beta, best.gamma, best.seed, best.population) == (0.5, 0.1, 1.0, 6, 3)
+    assert plan.run_dir(plan.candidates[1]).name == "seeds6-8"
     smoke = confirm.make_plan(exp, top=1, m=1, smoke=True)
-    assert smoke.config(smoke.candidates[1], 6).pretrain_epochs == 2 and smoke.out.name == "confirm-smoke"
+    assert smoke.config(smoke.candidates[1]).pretrain_epochs == 2 and smoke.out.name == "confirm-smoke"
 
 
 def test_plan_reads_a_population_and_any_varying_field(tmp_path):
@@ -112,6 +113,7 @@ def test_plan_reads_a_population_and_any_varying_field(tmp_path):
     exp = write_experiment(tmp_path / "exp", tmp_path / "blobs.npz", trials, extra={"population": 4})
     plan = confirm.make_plan(exp, top=1, m=2)
     assert plan.used_seeds == [0, 1, 2, 3] and plan.seeds == [4, 5]
+    assert plan.config(plan.candidates[1]).population == 2  # the search's 4 is not carried over
     frame = pd.read_parquet(exp / "trials.parquet")
     frame.loc[1, "cls_lr"] = 0.01
     frame.to_parquet(exp / "trials.parquet")
@@ -148,20 +150,24 @@ def test_bad_folders_are_one_line_exit_2(tmp_path, capsys):
 
 # ---------------------------------------------------------------------------- runs and outputs
 def _fake_runner(calls: list):
-    """Runs without training: accuracies by alpha and seed (the defaults' alpha is 0.2), a
-    kdgan.train summary.json; alpha 0.9 diverges on seed 8."""
-    from kdgan.game import NonFiniteLossError
-
+    """Populations without training: accuracies by alpha and seed (the defaults' alpha is
+    0.2), a kdgan.train summary.json with its members; alpha 0.9 diverges on seed 8."""
     base = {6: 0.60, 7: 0.70, 8: 0.65}
     delta = {0.2: [0, 0, 0], 0.5: [0.04, 0.05, 0.06], 0.1: [-0.03, -0.05, -0.04], 0.9: [0.05, -0.05, 0.0]}
 
     def run(cfg, run_dir):
-        calls.append((cfg.alpha, cfg.seed))
-        if cfg.alpha == 0.9 and cfg.seed == 8:
-            raise NonFiniteLossError("epoch 1: non-finite loss in cls/adv")
-        val = base[cfg.seed] + delta[cfg.alpha][cfg.seed - 6]
-        summary = {"val_acc": val, "test_acc": val - 0.02, "last_test_acc": val - 0.03,
-                   "best_epoch": 1, "wall_s": 0.1, "config": cfg.to_dict()}
+        calls.append((cfg.alpha, cfg.seed, cfg.population))
+        members = []
+        for seed in range(cfg.seed, cfg.seed + cfg.population):
+            if cfg.alpha == 0.9 and seed == 8:
+                members.append({"seed": seed, "status": "diverged",
+                                "reason": "epoch 1: non-finite loss in cls/adv"})
+                continue
+            val = base[seed] + delta[cfg.alpha][seed - 6]
+            members.append({"seed": seed, "val_acc": val, "test_acc": val - 0.02,
+                            "last_test_acc": val - 0.03, "best_epoch": 1, "status": "finished",
+                            "reason": ""})
+        summary = {"wall_s": 0.3, "members": members, "config": cfg.to_dict()}
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "summary.json").write_text(json.dumps(summary))
         return summary
@@ -176,11 +182,11 @@ def test_verdicts_divergence_outputs_and_resume(tmp_path, capsys, monkeypatch):
     argv = [str(exp), "--top", "3", "--seeds", "3"]
     assert confirm.main(argv) == 0
     out = capsys.readouterr().out
-    assert len(calls) == 12 and sum(line.startswith("[") for line in out.splitlines()) == 12
-    assert "[12/12] trial-a1b2c_00002 seed 8: DIVERGED: epoch 1: non-finite" in out
+    assert calls == [(a, 6, 3) for a in (0.2, 0.5, 0.1, 0.9)]  # a population per configuration
+    assert "[4/4] trial-a1b2c_00002: 2/3 seeds done" in out
     runs = pd.read_parquet(exp / "confirm.parquet")
     assert len(runs) == 12 and all(sorted(g) == [6, 7, 8] for _, g in runs.groupby("label")["seed"])
-    assert (exp / "confirm" / "trial-a1b2c_00002" / "s8" / "diverged.json").exists()
+    assert (exp / "confirm" / "trial-a1b2c_00002" / "seeds6-8" / "summary.json").exists()
     by = runs.drop_duplicates("label").set_index("trial_id")
     assert by.loc["a1b2c_00001", "verdict"] == "better than the defaults"
     assert by.loc["a1b2c_00000", "verdict"] == "worse than the defaults"
@@ -202,9 +208,9 @@ def test_verdicts_divergence_outputs_and_resume(tmp_path, capsys, monkeypatch):
     # again: every outcome is read back, nothing runs
     calls.clear()
     assert confirm.main(argv) == 0
-    assert calls == [] and capsys.readouterr().out.count("read back") == 12
+    assert calls == [] and capsys.readouterr().out.count("read back") == 4
     # a saved run made with other settings is refused, not mixed in
-    saved = exp / "confirm" / "defaults" / "s7" / "summary.json"
+    saved = exp / "confirm" / "defaults" / "seeds6-8" / "summary.json"
     summary = json.loads(saved.read_text())
     summary["config"]["beta"] = 3.0
     saved.write_text(json.dumps(summary))
@@ -233,14 +239,31 @@ def test_a_real_confirmation_of_tiny_runs_pairs_seeds_and_resumes(blobs_npz, tmp
     assert len(list((exp / "pretrain").glob("*.pt"))) == 2 * 3
     md = (exp / "confirm.md").read_text()
     assert "Seeds: 1, 2" in md and "--top 2 --seeds 2" in md
-    summaries = sorted((exp / "confirm").glob("*/s*/summary.json"))
+    summaries = sorted((exp / "confirm").glob("*/seeds1-2/summary.json"))
     mtimes = [p.stat().st_mtime_ns for p in summaries]
-    assert len(summaries) == 6
+    assert len(summaries) == 3
     capsys.readouterr()
     assert confirm.main(argv) == 0
-    assert capsys.readouterr().out.count("read back") == 6
+    assert capsys.readouterr().out.count("read back") == 3
     assert [p.stat().st_mtime_ns for p in summaries] == mtimes
     assert pd.read_parquet(exp / "confirm.parquet").equals(runs)
+
+
+def test_single_runs_per_seed_of_earlier_versions_are_read_back(tmp_path, capsys, monkeypatch):
+    exp = write_experiment(tmp_path / "exp", tmp_path / "blobs.npz")
+    calls: list = []
+    monkeypatch.setattr(confirm, "_train", _fake_runner(calls))
+    plan = confirm.make_plan(exp, top=1, m=2)
+    for seed in plan.seeds:  # the defaults ran seed by seed before populations
+        cfg = plan.config(plan.candidates[0]).replace(seed=seed, population=1)
+        d = plan.seed_dir(plan.candidates[0], seed)
+        d.mkdir(parents=True)
+        (d / "summary.json").write_text(json.dumps({"seed": seed, "val_acc": 0.5, "test_acc": 0.4,
+                                                    "config": cfg.to_dict()}))
+    assert confirm.main([str(exp), "--top", "1", "--seeds", "2"]) == 0
+    assert [c[0] for c in calls] == [0.5]  # only the trial ran
+    runs = pd.read_parquet(exp / "confirm.parquet")
+    assert runs[runs["label"] == "defaults"]["val_acc"].tolist() == [0.5, 0.5]
 
 
 def test_an_interruption_exits_130_and_the_next_invocation_goes_on(tmp_path, capsys, monkeypatch):
@@ -249,7 +272,7 @@ def test_an_interruption_exits_130_and_the_next_invocation_goes_on(tmp_path, cap
     finish = _fake_runner(calls)
 
     def interrupted(cfg, run_dir):
-        if len(calls) == 2:
+        if len(calls) == 1:
             raise KeyboardInterrupt
         return finish(cfg, run_dir)
 
@@ -257,5 +280,5 @@ def test_an_interruption_exits_130_and_the_next_invocation_goes_on(tmp_path, cap
     argv = [str(exp), "--top", "1", "--seeds", "2"]
     assert confirm.main(argv) == 130 and "run the same command" in capsys.readouterr().err
     monkeypatch.setattr(confirm, "_train", finish)
-    assert confirm.main(argv) == 0 and len(calls) == 4  # two before, two after
-    assert capsys.readouterr().out.count("read back") == 2
+    assert confirm.main(argv) == 0 and len(calls) == 2  # one before, one after
+    assert capsys.readouterr().out.count("read back") == 1
