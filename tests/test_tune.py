@@ -18,7 +18,7 @@ import pytest
 from benchmarks.faults import SPACE as FAULTS_SPACE
 from kdgan import tune as tune_mod
 from kdgan.searcher import optuna_search
-from kdgan.results import EPOCHS, TRIALS, read_epochs, read_trials
+from kdgan.results import EPOCHS, MEMBERS, TRIALS, read_epochs, read_trials
 
 from conftest import write_blobs_npz
 
@@ -92,6 +92,45 @@ def test_a_four_trial_search_with_a_diverging_trial(tmp_path, monkeypatch):
         assert "state.pt" not in kept
     # the pretrained players were shared: one file per player for all four trials
     assert len(list((experiment / "pretrain").glob("*.pt"))) == 3
+
+
+@pytest.mark.slow
+def test_a_population_search_pairs_every_trial_on_the_same_seeds(tmp_path):
+    """4 trials x 3 members: members.parquet's schema, the same seeds for every trial, the
+    objective as the members' mean, epochs.parquet with a row per member, Optuna told the mean."""
+    space = _space(tmp_path)
+    rc = tune_mod.main(["--space", str(space), "--num-samples", "4", "--storage-path",
+                        str(tmp_path / "results"), "--name", "pop", "--seed", "2",
+                        "--set", "population=3", "--set", "seed=5"])
+    assert rc == 0
+    experiment = tmp_path / "results" / "pop"
+    trials = pd.read_parquet(experiment / TRIALS)
+    members = pd.read_parquet(experiment / MEMBERS)
+    epochs = pd.read_parquet(experiment / EPOCHS)
+    assert len(trials) == 4 and (trials["status"] == "TERMINATED").all()
+    assert (trials["population"] == 3).all() and (trials["members"] == 3).all()
+    assert list(members.columns) == ["trial_id", "seed", "val_acc", "test_acc", "best_epoch",
+                                     "last_val_acc", "last_test_acc", "epochs_run", "status", "reason"]
+    assert len(members) == 12 and (members["status"] == "finished").all()
+    # pairing: every trial's members have the same seeds
+    assert all(sorted(g) == [5, 6, 7] for _, g in members.groupby("trial_id")["seed"])
+    for _, row in trials.iterrows():
+        mine = members[members["trial_id"] == row["trial_id"]]
+        assert row["best_val_acc"] == pytest.approx(mine["val_acc"].mean())
+        assert row["best_val_acc_se"] == pytest.approx(mine["val_acc"].std(ddof=1) / np.sqrt(3))
+        assert row["test_acc"] == pytest.approx(mine["test_acc"].mean())
+        rows = epochs[epochs["trial_id"] == row["trial_id"]]
+        assert rows[["epoch", "seed"]].values.tolist() == [[e, s] for e in (0, 1, 2) for s in (5, 6, 7)]
+        for _, m in mine.iterrows():  # each member's selection is its own best epoch
+            own = rows[rows["seed"] == m["seed"]]
+            assert m["val_acc"] == own["val/acc"].max()
+            assert m["best_epoch"] == own.loc[own["val/acc"].idxmax(), "epoch"]
+    pd.testing.assert_frame_equal(read_trials(experiment).sort_values("trial_id").reset_index(drop=True),
+                                  trials.reset_index(drop=True), check_like=True)
+    study = _study(experiment)
+    assert sorted(t.value for t in study.trials) == pytest.approx(sorted(trials["best_val_acc"]))
+    # one pretrained set per seed, shared by the four trials
+    assert len(list((experiment / "pretrain").glob("*.pt"))) == 3 * 3
 
 
 @pytest.mark.slow
