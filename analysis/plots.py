@@ -7,8 +7,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-# Hyperparameters searched on a log scale in the paper (Figure 4b, 4c).
-LOG_PARAMS = {"beta", "gamma", "cls_lr", "tch_lr", "dis_lr", "pretrain_lr", "distill_temperature"}
+from analysis.population import LOG_PARAMS  # noqa: F401  (searched on a log scale)
 
 
 def trend(x: np.ndarray, y: np.ndarray, log: bool, points: int = 100, bandwidth: float = 0.15,
@@ -38,9 +37,15 @@ def trend(x: np.ndarray, y: np.ndarray, log: bool, points: int = 100, bandwidth:
 
 
 def sensitivity(trials: pd.DataFrame, params: list[str], by: str | None = None,
-                metric: str = "best_val_acc", test_metric: str | None = "test_acc") -> Figure:
+                metric: str = "best_val_acc", test_metric: str | None = "test_acc",
+                se: str | None = "best_val_acc_se", noise: float | None = None) -> Figure:
     """Paper Figures 4 and 5: accuracy against each hyperparameter, one panel each; every trial
-    a point (validation), a smoothed trend with its 90% band, and the test trend dashed."""
+    a point (validation: its members' mean) with +-1 standard error over its members as an
+    error bar (column `se`, where finite), a smoothed trend with its 90% band, and the test
+    trend dashed. `noise` (accuracy, not percent): the typical standard error of a trial's
+    mean from seed noise (`population.seed_noise`'s se), drawn as a grey band of +-noise
+    around the best trial's mean (gid 'seed-noise'); trials inside it are within one such
+    standard error of the best."""
     fig, axes = plt.subplots(1, len(params), figsize=(4.2 * len(params), 3.6), squeeze=False)
     groups = [(None, trials)] if by is None else list(trials.groupby(by))
     for ax, param in zip(axes[0], params):
@@ -49,6 +54,10 @@ def sensitivity(trials: pd.DataFrame, params: list[str], by: str | None = None,
             color = f"C{i}"
             label = "" if name is None else f"{by}={name} "
             ax.scatter(g[param], 100 * g[metric], s=14, alpha=0.6, color=color, label=f"{label}trials (val)")
+            if se and se in g and np.isfinite(g[se]).any():
+                e = g[np.isfinite(g[se])]
+                ax.errorbar(e[param], 100 * e[metric], yerr=100 * e[se], fmt="none", ecolor=color,
+                            elinewidth=0.8, alpha=0.6, label=f"{label}+-1 SE over members")
             if len(g) >= 3:
                 t = trend(g[param], 100 * g[metric], log)
                 ax.plot(t["x"], t["mean"], color=color, label=f"{label}trend (val)")
@@ -56,6 +65,10 @@ def sensitivity(trials: pd.DataFrame, params: list[str], by: str | None = None,
                 if test_metric and test_metric in g:
                     tt = trend(g[param], 100 * g[test_metric], log)
                     ax.plot(tt["x"], tt["mean"], color=color, ls="--", label=f"{label}trend (test)")
+        if noise is not None and np.isfinite(noise) and trials[metric].notna().any():
+            best = 100 * trials[metric].max()
+            ax.axhspan(best - 100 * noise, best + 100 * noise, color="0.5", alpha=0.2, lw=0,
+                       gid="seed-noise", label="best trial +- seed-noise SE")
         ax.set_xscale("log" if log else "linear")
         ax.set_xlabel(param)
         ax.set_ylabel("accuracy (%)")
@@ -81,12 +94,36 @@ def curves(history: pd.DataFrame, metric: str = "val/acc", by: str = "method") -
     return fig
 
 
-def importance(importances: pd.Series, title: str = "") -> Figure:
-    """Horizontal bars of hyperparameter importances (they sum to 1)."""
-    s = importances.sort_values()
+def trial_curves(epochs: pd.DataFrame, trial_ids: list[str], metric: str = "val/acc") -> Figure:
+    """`metric` per epoch of the given trials, each the mean over its members
+    (load.trial_epochs' rows: one per trial and epoch), labelled with its trial_id and,
+    with more than one, the number of members."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for trial_id in trial_ids:
+        c = epochs[epochs["trial_id"] == trial_id].sort_values("epoch")
+        n = int(c["members"].max()) if "members" in c and len(c) else 1
+        ax.plot(c["epoch"], 100 * c[metric], label=trial_id + (f" (mean of {n})" if n > 1 else ""))
+    ax.set_xlabel("epoch (0 = after pretraining)")
+    ax.set_ylabel(f"{metric} (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def importance(importances: pd.Series | pd.DataFrame, title: str = "") -> Figure:
+    """Horizontal bars of hyperparameter importances (they sum to 1): a Series, or
+    population.importance_interval's frame (importance, lo, hi), whose finite lo and hi
+    become error bars (the 95% bootstrap interval over members)."""
+    frame = importances if isinstance(importances, pd.DataFrame) else importances.to_frame("importance")
+    s = frame.sort_values("importance")
     fig, ax = plt.subplots(figsize=(5, 0.5 + 0.45 * len(s)))
-    ax.barh(s.index, s.values, color="C0")
-    ax.set_xlabel("importance")
+    ax.barh(s.index, s["importance"], color="C0")
+    interval = {"lo", "hi"} <= set(s) and np.isfinite(s[["lo", "hi"]].to_numpy(float)).all()
+    if interval:  # the interval itself, lo to hi (a percentile interval need not hold the bar's end)
+        ax.errorbar((s["lo"] + s["hi"]) / 2, s.index, xerr=(s["hi"] - s["lo"]) / 2, fmt="none",
+                    ecolor="k", capsize=3)
+    ax.set_xlabel("importance" + (" (95% bootstrap interval over members)" if interval else ""))
     ax.set_title(title)
     fig.tight_layout()
     return fig

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import plots, tables
-from analysis.load import AnalysisError, load_experiments
+from analysis import plots, population, tables
+from analysis.load import (AnalysisError, load_experiments, load_members, member_matrix,
+                           trial_epochs)
 from analysis.report import build_report, main as report_main
 from kdgan.metrics import RANKING
 
@@ -35,6 +36,39 @@ def _experiment(path: Path, n_trials: int = 40, search_gamma: bool = True, seed:
     return path
 
 
+def _population_experiment(path: Path, n_trials: int = 24, members: int = 4, seed: int = 0) -> Path:
+    """A search with seed populations (members.parquet, epochs with a seed column): validation
+    accuracy rises by 8 points over beta's 6 decades, far above the seed noise (a seed effect
+    shared by every trial, sd 0.6 points, and 0.3 points per member); alpha has no effect."""
+    rng = np.random.default_rng(seed)
+    beta = 10 ** rng.uniform(-3, 3, n_trials)
+    alpha = rng.uniform(0, 1, n_trials)
+    seeds = np.arange(members)
+    shared = rng.normal(0, 0.006, members)
+    val = (0.8 + 0.04 * np.log10(beta) / 3)[:, None] + shared + rng.normal(0, 0.003, (n_trials, members))
+    test = val - 0.005 + rng.normal(0, 0.003, (n_trials, members))
+    ids = [f"t{i:02d}" for i in range(n_trials)]
+    sqrt_m = np.sqrt(members)
+    trials = pd.DataFrame({"trial_id": ids, "status": "TERMINATED", "error": "", "alpha": alpha,
+                           "beta": beta, "gamma": 0.1, "n": 100, "seed": 0, "population": members,
+                           "best_val_acc": val.mean(1), "best_val_acc_se": val.std(1, ddof=1) / sqrt_m,
+                           "test_acc": test.mean(1), "test_acc_se": test.std(1, ddof=1) / sqrt_m,
+                           "members": members, "best_epoch": 5})
+    member_rows = pd.DataFrame([{"trial_id": t, "seed": int(s), "val_acc": val[i, j], "test_acc": test[i, j],
+                                 "best_epoch": 5, "last_val_acc": val[i, j] - 0.001,
+                                 "last_test_acc": test[i, j] - 0.001, "epochs_run": 6,
+                                 "status": "finished", "reason": ""}
+                                for i, t in enumerate(ids) for j, s in enumerate(seeds)])
+    epochs = pd.DataFrame([{"trial_id": t, "epoch": e, "seed": int(s), "val/acc": val[i, j] * (0.9 + 0.02 * e),
+                            "test/acc": test[i, j] * (0.9 + 0.02 * e)}
+                           for i, t in enumerate(ids) for j, s in enumerate(seeds) for e in range(6)])
+    path.mkdir(parents=True)
+    trials.to_parquet(path / "trials.parquet")
+    member_rows.to_parquet(path / "members.parquet")
+    epochs.to_parquet(path / "epochs.parquet")
+    return path
+
+
 def _runs(path: Path) -> Path:
     path.mkdir(parents=True)
     rows = []
@@ -47,6 +81,12 @@ def _runs(path: Path) -> Path:
             h.to_parquet(path / f"{method}-s{seed}" / "history.parquet")
     pd.DataFrame(rows).to_parquet(path / "runs.parquet")
     return path
+
+
+def _importance_row(text: str, param: str) -> list[str]:
+    """The cells after the parameter's name in the report's importance table."""
+    section = text.split("## Hyperparameter importance")[1]
+    return section.split(f"| {param} | ")[1].split("\n")[0].rstrip(" |").split(" | ")
 
 
 def test_trend_finds_the_known_peak(tmp_path):
@@ -85,7 +125,7 @@ def test_report_writes_figures_and_lists_what_it_skipped(tmp_path):
     assert "gamma was not searched" in text
     assert "DIVERGED: epoch 3: non-finite loss" in text
     assert (tmp_path / "out" / "table1.tex").exists()
-    imp = text.split("| beta | ")[1].split(" |")[0]
+    imp = _importance_row(text, "beta")[0]
     assert float(imp) > 0.5  # beta drives the objective, alpha does not
 
 
@@ -152,3 +192,119 @@ def test_report_renders_table2_from_tag_runs_and_says_when_it_has_none(tmp_path)
     assert (tmp_path / "out" / "table2.tex").exists()
     without = build_report([], [], tmp_path / "o3", [])
     assert "Table 2 (tag recommendation): no --tag-runs directory given" in without
+
+
+def test_populations_load_as_members_and_member_means(tmp_path):
+    exp = _population_experiment(tmp_path / "exp")
+    trials, epochs = load_experiments(exp)
+    members = load_members(exp)
+    assert len(members) == 24 * 4 and set(members["seed"]) == {0, 1, 2, 3}
+    matrix = member_matrix(members)
+    assert matrix.shape == (24, 4)
+    per_trial = trial_epochs(epochs)
+    assert len(per_trial) == 24 * 6 and (per_trial["members"] == 4).all()
+    first = per_trial[(per_trial["trial_id"] == "t00") & (per_trial["epoch"] == 5)]["val/acc"].item()
+    assert first == pytest.approx(trials.loc[0, "best_val_acc"], rel=1e-9)  # 0.9 + 0.02 * 5 = 1
+    noise = population.seed_noise(matrix)
+    assert noise["members"] == 4 and noise["df"] == 24 * 3
+    assert 0.002 < noise["sd"] < 0.02 and noise["se"] == pytest.approx(noise["sd"] / 2)
+
+
+def test_old_experiments_read_as_populations_of_one(tmp_path):
+    exp = _experiment(tmp_path / "exp")
+    trials, epochs = load_experiments(exp)
+    assert (trials["population"] == 1).all() and trials["best_val_acc_se"].isna().all()
+    assert "seed" in epochs and len(trial_epochs(epochs)) == len(epochs)
+    members = load_members(exp)
+    assert len(members) == len(trials) and list(members["val_acc"]) == list(trials["best_val_acc"])
+    assert members["status"].iloc[-1] == "diverged" and "non-finite" in members["reason"].iloc[-1]
+    assert members["status"].iloc[0] == "finished" and members["reason"].iloc[0] == ""
+    assert np.isnan(population.seed_noise(member_matrix(members))["sd"])
+
+
+def test_effects_tell_the_planted_parameter_from_the_null_one(tmp_path):
+    exp = _population_experiment(tmp_path / "exp")
+    trials, _ = load_experiments(exp)
+    eff = population.effects(trials, member_matrix(load_members(exp)), ["alpha", "beta"]).set_index("parameter")
+    assert eff.loc["beta", "larger"] and eff.loc["beta", "p"] < 0.001 and eff.loc["beta", "log"]
+    assert not eff.loc["alpha", "larger"] and not eff.loc["alpha", "log"]
+    assert eff.loc["beta", "lo"] > 0.03 and eff.loc["beta", "seeds"] == 4  # the high third, ~5 points up
+    assert eff.loc["beta", "high"] > eff.loc["beta", "mid"] > eff.loc["beta", "low"]
+
+
+def test_effects_permutation_is_not_fooled_by_selecting_the_thirds():
+    """Pure noise: picking the best and worst third on the data gives a positive spread every
+    time, yet the permutation test (which picks them the same way) rejects at about its level."""
+    rng = np.random.default_rng(1)
+    rejections = 0
+    for rep in range(40):
+        trials = pd.DataFrame({"trial_id": [f"t{i}" for i in range(18)], "alpha": rng.uniform(0, 1, 18),
+                               "best_val_acc": rng.normal(0.8, 0.01, 18)})
+        matrix = trials.set_index("trial_id")[["best_val_acc"]]
+        eff = population.effects(trials, matrix, ["alpha"], permutations=200, seed=rep)
+        assert eff["spread"].item() > 0
+        rejections += bool(eff["larger"].item())
+    assert rejections <= 6  # 5% of 40 is 2
+
+
+def test_importance_interval_holds_the_point_and_needs_members(tmp_path):
+    exp = _population_experiment(tmp_path / "exp")
+    trials, _ = load_experiments(exp)
+    imp = population.importance_interval(trials, member_matrix(load_members(exp)), ["alpha", "beta"],
+                                         resamples=40)
+    assert (imp["resamples"] == 40).all()
+    assert ((imp["lo"] <= imp["importance"] + 1e-9) & (imp["importance"] <= imp["hi"] + 1e-9)).all()
+    assert imp.loc["beta", "importance"] > imp.loc["alpha", "importance"]
+    fig = plots.importance(imp)
+    assert len(fig.axes[0].containers) == 2  # the bars and the intervals' error bars
+    old = _experiment(tmp_path / "old")
+    t, _ = load_experiments(old)
+    one = population.importance_interval(t, member_matrix(load_members(old)), ["alpha", "beta"])
+    assert one["lo"].isna().all() and (one["resamples"] == 0).all()
+
+
+def test_sensitivity_draws_each_trials_standard_error_and_the_seed_noise(tmp_path):
+    from matplotlib.container import ErrorbarContainer
+
+    exp = _population_experiment(tmp_path / "exp")
+    trials, _ = load_experiments(exp)
+    fig = plots.sensitivity(trials, ["alpha", "beta"], noise=0.004)
+    for ax in fig.axes:
+        bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+        assert len(bars) == 1
+        segments = bars[0].lines[2][0].get_segments()  # one vertical segment per trial
+        assert len(segments) == len(trials)
+        heights = sorted(s[1, 1] - s[0, 1] for s in segments)
+        assert heights == pytest.approx(sorted(2 * 100 * trials["best_val_acc_se"]))
+        band = [p for p in ax.patches if p.get_gid() == "seed-noise"]
+        assert len(band) == 1
+    old, _ = load_experiments(_experiment(tmp_path / "old"))
+    fig = plots.sensitivity(old, ["alpha", "beta"], noise=float("nan"))
+    assert not fig.axes[0].containers and not fig.axes[0].patches  # nothing to draw with one member
+
+
+def test_report_on_populations_says_which_effect_beats_the_seed_noise(tmp_path):
+    exp = _population_experiment(tmp_path / "exp")
+    text = build_report([exp], [], tmp_path / "out", resamples=30)
+    assert "the effect of beta is larger than the seed noise" in text
+    assert "the effect of alpha is not distinguishable from the seed noise" in text
+    assert "a population of 4 members per trial" in text and "seed noise: pooled within-trial std" in text
+    assert "95% interval" in text and "30 bootstrap resamples" in text
+    row = _importance_row(text, "beta")
+    point, (lo, hi) = float(row[0]), map(float, row[1].strip(" []").split(", "))
+    assert lo <= point <= hi
+    for name in ("sensitivity", "importance", "trial_curves"):
+        assert (tmp_path / "out" / f"{name}.png").exists()
+    trials, epochs = load_experiments(exp)
+    fig = plots.trial_curves(trial_epochs(epochs), list(trials["trial_id"][:2]))
+    assert len(fig.axes[0].lines) == 2 and len(fig.axes[0].lines[0].get_xdata()) == 6  # a point per epoch
+    assert "t00 (mean of 4)" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+
+def test_report_on_an_old_experiment_says_one_seed_per_trial(tmp_path):
+    text = build_report([_experiment(tmp_path / "exp", search_gamma=False)], [], tmp_path / "out")
+    assert "one member (seed) per trial" in text and "seed noise: one member per trial" in text
+    assert "no effect can be told from the seed noise on its own" in text
+    assert "trial-to-trial scatter (unpaired fallback)" in text
+    assert "no interval over seeds is possible" in text
+    assert (tmp_path / "out" / "trial_curves.png").exists() and (tmp_path / "out" / "importance.png").exists()
