@@ -91,16 +91,58 @@ def run_or_read(cfg: Config, run_dir: Path, label: str, checked: Iterable[str] =
         return {"error": str(e)}, "DIVERGED"
 
 
+POPULATION_CHOICES = ("auto", "on", "off")
+
+
+def population_wanted(choice: str, base: dict) -> bool:
+    """--population: 'on', 'off', or 'auto': on where runs go to a CUDA device (where one
+    vectorised population beats its members run one by one), off on a CPU, where it is no
+    faster (docs/RESULTS.md)."""
+    if choice != "auto":
+        return choice == "on"
+    from kdgan.run import resolve_device
+
+    return resolve_device(str(base.get("device", Config.device))).type == "cuda"
+
+
+def prefill(jobs: list[tuple[Config, Path]], label: str) -> None:
+    """Train the unfinished runs of `jobs` (one configuration, consecutive seeds) as one seed
+    population, each member's outputs written into its own run folder exactly as its single
+    run would write them; `run_or_read` then reads them back. Runs that are not such a group
+    are left to run one by one, and so is a member that diverges (it is recorded then)."""
+    todo = [(cfg, d) for cfg, d in jobs if not (d / SUMMARY).exists()]
+    if len(todo) < 2:
+        return
+    first = todo[0][0]
+    seeds = [cfg.seed for cfg, _ in todo]
+    if seeds != list(range(first.seed, first.seed + len(todo))) or any(
+            cfg.replace(seed=first.seed) != first for cfg, _ in todo):
+        return
+    work = todo[0][1].parent / f".population-{todo[0][1].name}-{len(todo)}"
+    print(f"== {label} seeds {seeds[0]}..{seeds[-1]} as one population -> {work}", flush=True)
+    try:
+        train(first.replace(population=len(todo)), work, quiet=True, members_to=[d for _, d in todo])
+    except NonFiniteLossError as e:
+        print(f"   every member diverged: {e}", flush=True)
+        return
+    (work / "checkpoint.pt").unlink(missing_ok=True)  # each member's folder has what it needs
+
+
 def select(grid: list[dict], seeds: list[int],
-           run: Callable[[dict, int], dict]) -> tuple[dict, list[tuple[dict, float, list[dict]]]]:
+           run: Callable[[dict, int], dict],
+           prefill_point: Callable[[dict], None] | None = None
+           ) -> tuple[dict, list[tuple[dict, float, list[dict]]]]:
     """The grid point with the best mean validation accuracy over `seeds`, and every point
     with its mean and its runs' rows. `run(overrides, seed)` gives a row with `status` and
     `val_acc`; a point with a run that did not finish scores -inf. Of equal means the earlier
-    point wins (the defaults, listed first, win a tie). A grid of one point runs nothing."""
+    point wins (the defaults, listed first, win a tie). A grid of one point runs nothing.
+    prefill_point(overrides), when given, trains a point's seeds together first (`prefill`)."""
     if len(grid) == 1:
         return grid[0], []
     scored = []
     for overrides in grid:
+        if prefill_point:
+            prefill_point(overrides)
         rows = [run(overrides, seed) for seed in seeds]
         vals = [r["val_acc"] for r in rows if r["status"] == "DONE"]
         scored.append((overrides, float(np.mean(vals)) if len(vals) == len(rows) else float("-inf"), rows))
@@ -115,7 +157,8 @@ def check_methods(methods: Iterable[str], also: tuple[str, ...] = ()) -> None:
             raise ConfigError(f"--methods {method!r}: expected {expected}")
 
 
-def parser(prog: str, doc: str | None, seeds: list[int], methods: Iterable[str]) -> argparse.ArgumentParser:
+def parser(prog: str, doc: str | None, seeds: list[int], methods: Iterable[str],
+           population: bool = False) -> argparse.ArgumentParser:
     """The options every benchmark takes: --seeds, --methods, --set, --smoke, --out."""
     p = argparse.ArgumentParser(prog=f"python -m {prog}", description=doc,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -124,5 +167,11 @@ def parser(prog: str, doc: str | None, seeds: list[int], methods: Iterable[str])
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a config field for every run (repeatable)")
     p.add_argument("--smoke", action="store_true", help="tiny budget, to check the pipeline")
+    if population:
+        p.add_argument("--population", choices=POPULATION_CHOICES, default="auto",
+                       help="train a configuration's seeds as one seed population (kdgan."
+                            "population; the same numbers as one run per seed): on, off, or auto "
+                            "(default: on where runs go to a GPU, off on a CPU, where it is no "
+                            "faster)")
     p.add_argument("--out", type=Path, required=True)
     return p

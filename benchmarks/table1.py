@@ -152,14 +152,30 @@ def select_dir(out: Path, method: str, n: int, seed: int, overrides: dict) -> Pa
     return out / "select" / f"n{n}" / f"{method}-{tag(overrides)}-s{seed}"
 
 
-def select(bench: Bench, methods: list[str], n: int, seeds: list[int]) -> dict[str, dict]:
-    """Per method, the grid point with the best mean validation accuracy at n over `seeds`."""
+def table_dir(out: Path, method: str, n: int, seed: int, overrides: dict) -> Path:
+    """OUT/n<n>/<method>-s<seed>, or the selection's run of this very config when it ran."""
+    run_dir = out / f"n{n}" / f"{method}-s{seed}"
+    selected = select_dir(out, method, n, seed, overrides)
+    if not run_dir.exists() and (selected / "summary.json").exists():
+        return selected
+    return run_dir
+
+
+def select(bench: Bench, methods: list[str], n: int, seeds: list[int],
+           population: bool = False) -> dict[str, dict]:
+    """Per method, the grid point with the best mean validation accuracy at n over `seeds`
+    (population: a point's seeds trained as one seed population)."""
     chosen: dict[str, dict] = {}
     report: dict[str, list] = {}
     for method in methods:
+        def prefill(o: dict, method: str = method) -> None:
+            core.prefill([(bench.config(method, n, s, o), select_dir(bench.out, method, n, s, o))
+                          for s in seeds], f"{method} n={n} {tag(o)}")
+
         chosen[method], scored = core.select(
             GRID.get(method, [{}]), seeds,
-            lambda o, s: bench.run(method, n, s, o, select_dir(bench.out, method, n, s, o)))
+            lambda o, s: bench.run(method, n, s, o, select_dir(bench.out, method, n, s, o)),
+            prefill if population else None)
         if scored:
             report[method] = [{"overrides": o, "val_acc_mean": mean, "seeds": seeds, "n": n}
                               for o, mean, _ in scored]
@@ -221,7 +237,8 @@ def figure_3a(out: Path, runs: pd.DataFrame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = core.parser("benchmarks.table1", __doc__, seeds=list(range(10)), methods=TABLE_METHODS)
+    p = core.parser("benchmarks.table1", __doc__, seeds=list(range(10)), methods=TABLE_METHODS,
+                    population=True)
     p.add_argument("--n", nargs="+", type=int, default=[100, 1000])
     p.add_argument("--select-seeds", nargs="+", type=int, default=None,
                    help="seeds of the validation grid (default: the first three of --seeds)")
@@ -262,23 +279,26 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     bench = Bench(base, args.out, args.smoke, args.reuse / "pretrain" if args.reuse else None)
+    population = core.population_wanted(args.population, base)
     t0 = time.perf_counter()
     try:
         if reused is not None:
             chosen = reused
             save_selection(args.out, chosen, {}, args.reuse)
         else:
-            chosen = select(bench, args.methods, select_n, select_seeds)
+            chosen = select(bench, args.methods, select_n, select_seeds, population)
         previous = args.out / "runs.parquet"
         earlier = pd.read_parquet(previous) if previous.exists() else None
         rows: list[dict] = []
         for n in args.n:
+            if population:  # each method's seeds as one population, read back below
+                for method in args.methods:
+                    core.prefill([(bench.config(method, n, seed, chosen[method]),
+                                   table_dir(args.out, method, n, seed, chosen[method]))
+                                  for seed in args.seeds], f"{method} n={n}")
             for seed in args.seeds:
                 for method in args.methods:
-                    run_dir = args.out / f"n{n}" / f"{method}-s{seed}"
-                    selected = select_dir(args.out, method, n, seed, chosen[method])
-                    if not run_dir.exists() and (selected / "summary.json").exists():
-                        run_dir = selected  # the selection already ran this very config
+                    run_dir = table_dir(args.out, method, n, seed, chosen[method])
                     rows.append(bench.run(method, n, seed, chosen[method], run_dir))
                     runs = _merge(earlier, pd.DataFrame(rows))
                     write_runs(args.out, runs)

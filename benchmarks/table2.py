@@ -134,14 +134,28 @@ def knn_into(cfg: Config, rdir: Path) -> dict:
     return summary
 
 
+def run_config(method: str, path: str, seed: int, base: dict, out: Path,
+               overrides: dict) -> Config:
+    return Config.from_dict({**base, **overrides, "dataset": path, "seed": seed,
+                             "method": "supervised" if method == "knn" else method,
+                             "pretrain_cache": str(out / "pretrain")})
+
+
+def prefill(method: str, label_set: str, path: str, seeds: list[int], base: dict, out: Path,
+            overrides: dict) -> None:
+    """The seeds of one (method, label set, grid point) as one seed population (core.prefill)."""
+    if method != "knn":
+        core.prefill([(run_config(method, path, s, base, out, overrides),
+                       run_dir(out, label_set, method, s, overrides)) for s in seeds],
+                     f"{method} {label_set} {tag(overrides)}")
+
+
 def run_one(method: str, label_set: str, path: str, seed: int, base: dict, out: Path,
             overrides: dict | None = None) -> dict:
     """A row of runs.parquet: the run trained (knn: fitted) or read back; a saved run of
     another grid point than `overrides` is refused."""
     overrides = overrides or {}
-    cfg = Config.from_dict({**base, **overrides, "dataset": path, "seed": seed,
-                            "method": "supervised" if method == "knn" else method,
-                            "pretrain_cache": str(out / "pretrain")})
+    cfg = run_config(method, path, seed, base, out, overrides)
     summary, status = core.run_or_read(
         cfg, run_dir(out, label_set, method, seed, overrides),
         f"{method} {label_set} seed {seed} {tag(overrides)}",
@@ -163,10 +177,12 @@ def run_one(method: str, label_set: str, path: str, seed: int, base: dict, out: 
 
 
 def select(method: str, label_set: str, path: str, seeds: list[int], base: dict, out: Path,
-           grid: list[dict]) -> tuple[dict, list[dict]]:
+           grid: list[dict], population: bool = False) -> tuple[dict, list[dict]]:
     """The grid point with the best mean validation P@1 over `seeds` (benchmarks.core.select),
     and every point's scores (none for a grid of one point, which runs nothing here)."""
-    chosen, scored = core.select(grid, seeds, lambda o, s: run_one(method, label_set, path, s, base, out, o))
+    chosen, scored = core.select(
+        grid, seeds, lambda o, s: run_one(method, label_set, path, s, base, out, o),
+        (lambda o: prefill(method, label_set, path, seeds, base, out, o)) if population else None)
     scores = []
     for overrides, mean, rows in scored:
         done = [r["val_map"] for r in rows if r["status"] == "DONE"]
@@ -204,7 +220,8 @@ def ceiling(path: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = core.parser("benchmarks.table2", __doc__, seeds=[0, 1, 2], methods=TABLE_METHODS)
+    p = core.parser("benchmarks.table2", __doc__, seeds=[0, 1, 2], methods=TABLE_METHODS,
+                    population=True)
     p.add_argument("--collection", action="append", default=[], metavar="NAME=PATH",
                    help="a label set's collection (repeatable)")
     p.add_argument("--synthetic", action="store_true", help="write and use the synthetic collection")
@@ -251,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     t0 = time.perf_counter()
     select_seeds = args.select_seeds if args.select_seeds is not None else args.seeds[:3]
+    population = core.population_wanted(args.population, base)
     selection: dict = {"chosen": {}, "grid": {}, "select_seeds": select_seeds}
     rows = []
     try:
@@ -260,10 +278,14 @@ def main(argv: list[str] | None = None) -> int:
                 grid = [{}] if args.no_grid else GRID.get(method, [{}])
                 if method == "kdgan":  # --search (refused with --no-grid)
                     grid = grid + [pt for pt in searched if pt not in grid]
-                chosen[method], scores = select(method, label_set, path, select_seeds, base, args.out, grid)
+                chosen[method], scores = select(method, label_set, path, select_seeds, base,
+                                                args.out, grid, population)
                 if scores:
                     selection["grid"].setdefault(label_set, {})[method] = scores
                     write_text(args.out / "selection.json", json.dumps(selection, indent=2))
+            if population:  # each method's seeds as one population, read back below
+                for method in args.methods:
+                    prefill(method, label_set, path, args.seeds, base, args.out, chosen[method])
             for seed in args.seeds:
                 for method in args.methods:
                     rows.append(run_one(method, label_set, path, seed, base, args.out, chosen[method]))

@@ -27,6 +27,7 @@ reason) while the others go on, and the run fails only when every member has.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import time
 from pathlib import Path
@@ -281,33 +282,54 @@ class Population:
         members = self.member_rows()
         if not members:
             raise RuntimeError("no epochs recorded yet")
-        b = self.best()
         if self.size == 1:
-            out = self.members[0].summary()
-        else:
-            first = self.members[0].summary()
-            out = {k: first[k] for k in ("method", "dataset", "val_size", "test_size",
-                                         "num_classes", "data_source", "params", "device",
-                                         "torch") if k in first}
-            out.update({"n": self.cfg.n, "seed": self.cfg.seed,
-                        "val_acc": b["best_val_acc"], "test_acc": b["test_acc"],
-                        # the members' median selected epoch
-                        "best_epoch": int(np.median([m["best_epoch"] for m in members])),
-                        "last_val_acc": float(np.mean([m["last_val_acc"] for m in members])),
-                        "last_test_acc": float(np.mean([m["last_test_acc"] for m in members])),
-                        "epochs_run": max(m["epochs_run"] for m in members),
-                        "wall_s": self.wall_s, "pretrain_s": self.pretrain_s,
-                        "config": self.cfg.to_dict()})
-            for key in ("test_metrics", "last_test_metrics", "val_metrics"):
-                if key in first:
-                    per = [r.summary()[key] for r in self.members if r.history]
-                    out[key] = {m: float(np.mean([p[m] for p in per])) for m in first[key]}
+            return self.member_summary(0)
+        b = self.best()
+        first = self.members[0].summary()
+        out = {k: first[k] for k in ("method", "dataset", "val_size", "test_size",
+                                     "num_classes", "data_source", "params", "device",
+                                     "torch") if k in first}
+        out.update({"n": self.cfg.n, "seed": self.cfg.seed,
+                    "val_acc": b["best_val_acc"], "test_acc": b["test_acc"],
+                    # the members' median selected epoch
+                    "best_epoch": int(np.median([m["best_epoch"] for m in members])),
+                    "last_val_acc": float(np.mean([m["last_val_acc"] for m in members])),
+                    "last_test_acc": float(np.mean([m["last_test_acc"] for m in members])),
+                    "epochs_run": max(m["epochs_run"] for m in members),
+                    "wall_s": self.wall_s, "pretrain_s": self.pretrain_s,
+                    "config": self.cfg.to_dict()})
+        for key in ("test_metrics", "last_test_metrics", "val_metrics"):
+            if key in first:
+                per = [r.summary()[key] for r in self.members if r.history]
+                out[key] = {m: float(np.mean([p[m] for p in per])) for m in first[key]}
         out.update({"population": self.size, "backend": self.backend, "seeds": self.seeds,
                     "val_acc_se": b["best_val_acc_se"], "test_acc_se": b["test_acc_se"],
                     "last_test_acc_se": standard_error([m["last_test_acc"] for m in members]),
                     "diverged": sum(m["status"] == DIVERGED for m in members),
                     "members": members})
         return out
+
+    def member_summary(self, k: int) -> dict:
+        """Member k's summary as the single run of its seed writes it (a population of one)."""
+        m = self.members[k]
+        row = next(r for r in self.member_rows() if r["seed"] == m.cfg.seed)
+        nan = float("nan")
+        return {**m.summary(), "population": 1, "backend": self.backend, "seeds": [m.cfg.seed],
+                "val_acc_se": nan, "test_acc_se": nan, "last_test_acc_se": nan,
+                "diverged": int(row["status"] == DIVERGED), "members": [row]}
+
+    def write_member(self, k: int, folder: Path) -> None:
+        """Member k's outputs in `folder` as kdgan.train writes a single run's (summary.json,
+        history.parquet, model.pt, train_indices.json; no checkpoint)."""
+        m = self.members[k]
+        folder.mkdir(parents=True, exist_ok=True)
+        history = m.history_frame().assign(seed=m.cfg.seed)
+        summary = self.member_summary(k)
+        indices = m.data.train_indices.tolist()
+        atomic_write(folder / "train_indices.json", lambda tmp: tmp.write_text(json.dumps(indices)))
+        atomic_write(folder / "history.parquet", lambda tmp: history.to_parquet(tmp))
+        m.save_model(folder / "model.pt")
+        atomic_write(folder / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:

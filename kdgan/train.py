@@ -76,8 +76,11 @@ def format_row(row: dict[str, float], epochs: int) -> str:
     return " | ".join(parts)
 
 
-def train(cfg: Config, out: Path, fresh: bool = False, quiet: bool = False) -> dict:
-    """Run (or resume) one configuration into `out`; returns the summary."""
+def train(cfg: Config, out: Path, fresh: bool = False, quiet: bool = False,
+          members_to: list[Path] | None = None) -> dict:
+    """Run (or resume) one configuration into `out`; returns the summary. members_to: a
+    folder per member of a population, where each member's outputs are written as its single
+    run's would be (kdgan.population.Population.write_member) once the run has finished."""
     say = (lambda msg: None) if quiet else (lambda msg: print(msg, flush=True))
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / CHECKPOINT
@@ -111,6 +114,9 @@ def train(cfg: Config, out: Path, fresh: bool = False, quiet: bool = False) -> d
     atomic_write(out / "history.parquet", lambda tmp: run.history_frame().to_parquet(tmp))
     summary = run.summary()
     run.save_model(out / MODEL)
+    for k, folder in enumerate(members_to or []):
+        if run.status[k] != "diverged":  # a diverged member has no single run's outputs
+            run.write_member(k, Path(folder))
     atomic_write(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
     if run.size == 1:
         say(f"best validation epoch {summary['best_epoch']}: val {100 * summary['val_acc']:.2f} "

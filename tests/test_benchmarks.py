@@ -166,6 +166,28 @@ def test_table1_selects_on_validation_runs_every_method_and_resumes(blobs_npz, t
                                   runs.sort_values(key).reset_index(drop=True), check_dtype=False)
 
 
+@pytest.mark.slow
+def test_table1_as_populations_gives_the_runs_of_one_run_per_seed(blobs_npz, tmp_path, capsys):
+    """--population on trains each method's seeds (and each grid point's) as one population
+    and writes every member's folder as its single run would: the same runs.parquet."""
+    argv = ["--smoke", "--dataset", str(blobs_npz), "--n", "60", "--seeds", "0", "1", "2", "3",
+            "--select-seeds", "0", "1", "--methods", "supervised", "distn", *TINY_SET]
+    assert table1.main(argv + ["--out", str(tmp_path / "one"), "--population", "off"]) == 0
+    assert table1.main(argv + ["--out", str(tmp_path / "pop"), "--population", "on"]) == 0
+    out = capsys.readouterr().out
+    assert "supervised n=60 cls_lr=0.001 seeds 0..1 as one population" in out  # a grid point's
+    assert "supervised n=60 seeds 2..3 as one population" in out  # the table's other seeds
+    drop = ["wall_s", "pretrain_s"]  # the clocks
+    a, b = (pd.read_parquet(tmp_path / d / "runs.parquet").drop(columns=drop) for d in ("one", "pop"))
+    pd.testing.assert_frame_equal(a, b)
+    for d in ("one", "pop"):  # each member's folder has a single run's files
+        assert {p.name for p in (tmp_path / d / "n60" / "supervised-s3").iterdir()} >= {
+            "summary.json", "history.parquet", "model.pt", "train_indices.json"}
+    with pytest.raises(SystemExit) as exit_:  # argparse names the choices
+        table1.main(["--population", "sometimes", "--out", str(tmp_path / "x")])
+    assert exit_.value.code == 2 and "--population: invalid choice: 'sometimes'" in capsys.readouterr().err
+
+
 def test_table1_refuses_a_bad_method_before_running(tmp_path, capsys):
     assert table1.main(["--methods", "kdgn", "--out", str(tmp_path / "x")]) == 2
     assert "kdgn" in capsys.readouterr().err and not (tmp_path / "x").exists()
@@ -353,7 +375,7 @@ SPACE_SMOKE = {
     "cifar10": {"dataset": "cifar10", "n": 500, "method": "kdgan", "pretrain_epochs": 1,
                 "tch_arch": "resnet20", "dis_pretrain_epochs": 1, "epochs": 2, "cls_steps": 1,
                 "tch_steps": 1, "dis_steps": 1},
-    "mnist": {"dataset": "mnist", "n": 100, "method": "kdgan", "pretrain_epochs": 2,
+    "mnist": {"dataset": "mnist", "n": 100, "method": "kdgan", "population": 2, "pretrain_epochs": 2,
               "dis_pretrain_epochs": 1, "epochs": 2, "cls_steps": 1, "tch_steps": 1, "dis_steps": 1},
     "synthetic": {"dataset": "~/kdgan_data/synthetic.parquet", "n": 200, "method": "kdgan",
                   "pretrain_epochs": 1, "tch_arch": "text-linear", "tch_weight_decay": 0.001,
@@ -387,7 +409,7 @@ def _first_config(monkeypatch, main, argv) -> Config:
         seen.append(cfg)
         raise _Captured
 
-    monkeypatch.setattr(kdgan.train, "Run", capture)
+    monkeypatch.setattr(kdgan.train, "Population", capture)
     with pytest.raises(_Captured):
         main(argv)
     return seen[0]
