@@ -149,11 +149,18 @@ class Population:
 
     @property
     def finished(self) -> bool:
-        return self.epoch >= self.cfg.epochs or all(s == DIVERGED for s in self.status)
+        return self.epoch >= self.cfg.epochs or not self.playing
 
     @property
     def live(self) -> list[int]:
+        """The members that have not diverged."""
         return [k for k, s in enumerate(self.status) if s != DIVERGED]
+
+    @property
+    def playing(self) -> list[int]:
+        """The members that play the next epoch: not diverged, not finished (a member's run
+        may finish before the population's last epoch, e.g. by its own early stopping)."""
+        return [k for k in self.live if not self.members[k].finished]
 
     def pretrain(self) -> dict[str, float]:
         """Pretrain (or read from the cache) each member's players; record epoch 0."""
@@ -178,7 +185,7 @@ class Population:
             rows = self._play_vectorised()
         else:
             rows = []
-            for k in self.live:
+            for k in self.playing:
                 with self.streams.member(k):
                     try:
                         rows.append(self.members[k].play_epoch())
@@ -207,7 +214,7 @@ class Population:
         terms = self._vectorised.play_epoch(tau)
         self._vectorised.write_back()
         rows = []
-        for k in self.live:
+        for k in self.playing:
             bad = [key for key, v in terms[k].items() if not np.isfinite(v)]
             if bad:
                 self._diverge(k, f"epoch {e}: non-finite loss in {', '.join(bad)} "
