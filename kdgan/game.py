@@ -98,6 +98,20 @@ class Weights:
         return self.beta if name == "cls" else self.gamma
 
 
+def epoch_steps(cfg: Config, method: Method, players: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The steps of one game epoch in their order, as (kind, player): for the KDGAN family
+    k_D ('dis', 'dis'), k_T ('generator', 'tch') and k_C ('generator', 'cls') steps (Algorithm
+    1, lines 3-11); for the other methods k_T ('loss', 'tch') steps when the teacher trains and
+    k_C ('loss', 'cls') when the classifier does. `Game.play_epoch` and the vectorised game of
+    `kdgan.vectorised` both follow it."""
+    if method.adversarial:
+        return ([("dis", "dis")] * (cfg.dis_steps if "dis" in players else 0)
+                + [("generator", "tch")] * (cfg.tch_steps if "tch" in players else 0)
+                + [("generator", "cls")] * cfg.cls_steps)
+    return ([("loss", "tch")] * (cfg.tch_steps if method.tch_loss is not None else 0)
+            + [("loss", "cls")] * (cfg.cls_steps if method.cls_loss is not None else 0))
+
+
 class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or inf; the message names the term and the epoch."""
 
@@ -193,20 +207,13 @@ class Game:
                 sums[k] = sums.get(k, 0) + v
                 counts[k] = counts.get(k, 0) + 1
 
-        if self.method.adversarial:
-            for _ in range(cfg.dis_steps if "dis" in self.players else 0):
+        for kind, name in epoch_steps(cfg, self.method, tuple(self.players)):
+            if kind == "dis":
                 add(self.dis_step(draw(), tau, w))
-            for _ in range(cfg.tch_steps if "tch" in self.players else 0):
-                add(self.generator_step("tch", draw(transfer=True), tau, w))
-            for _ in range(cfg.cls_steps):
-                add(self.generator_step("cls", draw(transfer=True), tau, w))
-        else:
-            if self.method.tch_loss is not None:
-                for _ in range(cfg.tch_steps):
-                    add(self.loss_step("tch", draw(transfer=True), self.method.tch_loss))
-            if self.method.cls_loss is not None:
-                for _ in range(cfg.cls_steps):
-                    add(self.loss_step("cls", draw(transfer=True), self.method.cls_loss))
+            elif kind == "generator":
+                add(self.generator_step(name, draw(transfer=True), tau, w))
+            else:
+                add(self.loss_step(name, draw(transfer=True), self.method.loss(name)))
         means = {k: float(v) / counts[k] for k, v in sums.items()}
         return {**means, **self.gradvar.summary()} if self.gradvar else means
 

@@ -26,18 +26,22 @@ def gumbel_noise(shape: torch.Size | tuple[int, ...], device: torch.device | str
 
 
 def gumbel_softmax(log_p: torch.Tensor, tau: float, hard: bool = False,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+                   generator: torch.Generator | None = None,
+                   noise: torch.Tensor | None = None) -> torch.Tensor:
     """A sample of q(y|x) = softmax((log p(y|x) + g) / tau), g ~ Gumbel(0, 1) (paper Eq. 8).
 
     log_p: (B, K) log-probabilities (or logits: the softmax is shift-invariant).
     hard=True returns the one-hot argmax with the relaxed sample's gradient (straight-through).
+    noise: g drawn beforehand (`gumbel_noise(log_p.shape, ...)`, e.g. outside torch.func.vmap,
+    which draws the same numbers); None: drawn here.
     """
-    g = gumbel_noise(log_p.shape, log_p.device, generator)
+    g = gumbel_noise(log_p.shape, log_p.device, generator) if noise is None else noise
     soft = torch.softmax((log_p + g) / tau, dim=-1)  # (B, K)
     if not hard:
         return soft
-    index = soft.argmax(dim=-1, keepdim=True)
-    one_hot = torch.zeros_like(soft).scatter_(-1, index, 1.0)
+    index = soft.argmax(dim=-1, keepdim=True)  # (B, 1)
+    classes = torch.arange(soft.shape[-1], device=soft.device)
+    one_hot = (index == classes).to(soft.dtype)  # (B, K), also under torch.func.vmap
     return one_hot + soft - soft.detach()
 
 
@@ -138,13 +142,14 @@ def adversarial_cost(score: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 def adv_pathwise(logits: torch.Tensor, dis_scores: torch.Tensor, tau: float, kind: str,
-                 hard: bool = False) -> torch.Tensor:
+                 hard: bool = False, noise: torch.Tensor | None = None) -> torch.Tensor:
     """Reparameterised adversarial loss: mean_b cost(<y~, s(x)>), y~ ~ q(y|x) (paper Eq. 8-9).
 
     logits (B, K) of the generator (C or T), with gradient; dis_scores (B, K), D's s(x), fixed.
     The relaxed sample carries the gradient into the generator (pathwise estimator).
+    noise: the Gumbel noise (B, K) drawn beforehand, or None to draw it here.
     """
-    y = gumbel_softmax(F.log_softmax(logits, dim=-1), tau, hard=hard)  # (B, K)
+    y = gumbel_softmax(F.log_softmax(logits, dim=-1), tau, hard=hard, noise=noise)  # (B, K)
     return adversarial_cost((y * dis_scores.detach()).sum(dim=-1), kind).mean()
 
 

@@ -44,6 +44,13 @@ class Method:
     fixed: tuple[tuple[str, object], ...] = ()
     """Config fields the method sets, e.g. NaGAN's alpha = 1."""
 
+    def loss(self, name: str) -> LossFn:
+        """A non-adversarial method's loss of player `name` ('cls' or 'tch')."""
+        fn = self.cls_loss if name == "cls" else self.tch_loss
+        if fn is None:
+            raise ValueError(f"player {name!r} has no loss in this method")
+        return fn
+
     def __post_init__(self) -> None:
         if not self.players or any(p not in PLAYERS for p in self.players):
             raise ValueError(f"players={self.players}: expected a subset of {PLAYERS}")
