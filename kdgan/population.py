@@ -3,7 +3,8 @@
 A run with seed s and `population` P trains P members with seeds s, s + 1, ..., s + P - 1.
 Member k is the single run (`kdgan.run.Run`) of seed s + k: its own n-image subset, initial
 weights, minibatches, augmentation, dropout, Gumbel noise and pretrained players (from the
-shared cache, per seed). Every random draw of member k comes from its own stream (`Streams`):
+shared cache, per seed). Every random draw of member k comes from its own stream
+(`kdgan.vectorised.RngStreams`):
 before the population touches a member, that member's generator state becomes torch's
 current one, and it is saved back afterwards. So member k draws exactly what the single run
 of seed s + k draws, and a single run is a population of one, unchanged.
@@ -12,10 +13,10 @@ Backends (`Config.population_backend`):
 - loop: every phase steps the members one after another. The result is bit for bit the single
   runs'. On a CPU this is also the fastest (a vectorised step of several small networks
   measured slower here than the same steps in turn: docs/RESULTS.md).
-- vmap: the game epochs run as one vectorised model per player (`kdgan.vectorised`), every
-  random draw still made outside the vectorised step from each member's stream; equal to
-  the single runs up to float rounding. For GPUs, where a small network's step is bound by
-  kernel launches. Pretraining and evaluation go member by member.
+- vmap: the game epochs and their evaluations run as one vectorised model per player
+  (`kdgan.vectorised`), every random draw still made outside the vectorised step from each
+  member's stream; equal to the single runs up to float rounding. For GPUs, where a small
+  network's step is bound by kernel launches. Pretraining goes member by member.
 - auto: vmap on CUDA when `kdgan.vectorised.unsupported` finds nothing against the config,
   else loop.
 
@@ -41,44 +42,11 @@ from kdgan.config import Config
 from kdgan.game import NonFiniteLossError
 from kdgan.io import atomic_write
 from kdgan.run import Run
+from kdgan.vectorised import RngStreams
 
 FINISHED, RUNNING, DIVERGED = "finished", "running", "diverged"
 # Per-epoch columns of a member that are not averaged into the population's row.
 _NOT_AVERAGED = ("epoch", "seed")
-
-
-class Streams:
-    """Each member's own random stream: torch's generator state (and CUDA's on a GPU),
-    made current by `member(k)` and saved back when the block ends, when the state the
-    block found is put back."""
-
-    def __init__(self, size: int, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
-        self.device = device
-        self.states: list[dict[str, torch.Tensor] | None] = [None] * size
-
-    def _capture(self) -> dict[str, torch.Tensor]:
-        state = {"torch": torch.get_rng_state()}
-        if self.cuda:
-            state["cuda"] = torch.cuda.get_rng_state(self.device)
-        return state
-
-    @contextlib.contextmanager
-    def member(self, k: int) -> Iterator[None]:
-        outer = self._capture()
-        state = self.states[k]
-        if state is not None:
-            self._restore(state)
-        try:
-            yield
-        finally:
-            self.states[k] = self._capture()
-            self._restore(outer)
-
-    def _restore(self, state: dict[str, torch.Tensor]) -> None:
-        torch.set_rng_state(state["torch"])
-        if self.cuda and "cuda" in state:
-            torch.cuda.set_rng_state(state["cuda"], self.device)
 
 
 def standard_error(values: list[float]) -> float:
@@ -102,14 +70,15 @@ class Population:
         self.log = log or (lambda msg: None)
         self.size = cfg.population
         self.members: list[Run] = []
-        self.streams: Streams | None = None
+        states = []
         for k in range(self.size):
             mcfg = member_config(cfg, k)
+            outer = RngStreams.capture()
             run = Run(mcfg, log=self._member_log(mcfg.seed))  # seeds torch itself
-            if self.streams is None:
-                self.streams = Streams(self.size, run.device)
-            self.streams.states[k] = self.streams._capture()
+            states.append(RngStreams.capture(run.device))  # member k's stream from here on
+            RngStreams.restore(outer)
             self.members.append(run)
+        self.streams = RngStreams(states, self.members[0].device)
         self.cfg = self.members[0].cfg.replace(seed=cfg.seed, population=self.size)
         self.device = self.members[0].device
         self.data = self.members[0].data  # the validation and test splits are every member's
@@ -212,7 +181,12 @@ class Population:
         members = self.members
         tau = members[0].tau_at(e)
         terms = self._vectorised.play_epoch(tau)
-        self._vectorised.write_back()
+        self._vectorised.write_back()  # the members' players, for their records and checkpoints
+        evaluated = members[0].game.method.evaluated
+        metrics: list[dict[str, float]] = [{} for _ in members]
+        for split in ("val", "test"):  # every member at once
+            for k, m in enumerate(self._vectorised.evaluate(evaluated, split)):
+                metrics[k].update({f"{split}/{key}": v for key, v in m.items()})
         rows = []
         for k in self.playing:
             bad = [key for key, v in terms[k].items() if not np.isfinite(v)]
@@ -220,7 +194,7 @@ class Population:
                 self._diverge(k, f"epoch {e}: non-finite loss in {', '.join(bad)} "
                                  f"({', '.join(f'{key}={terms[k][key]}' for key in bad)})")
                 continue
-            rows.append(members[k].record_epoch(e, tau, terms[k], time.perf_counter()))
+            rows.append(members[k].record_epoch(e, tau, terms[k], time.perf_counter(), metrics[k]))
         return rows
 
     def _record(self, epoch: int, rows: list[dict[str, float]], elapsed: float) -> dict[str, float]:

@@ -175,11 +175,17 @@ class Run:
         """The Gumbel-softmax temperature of game epoch `epoch` (1-based)."""
         return tau_at((epoch - 1) / max(1, self.cfg.epochs - 1), self.cfg.tau_start, self.cfg.tau_end)
 
-    def record_epoch(self, e: int, tau: float, terms: dict[str, float], t0: float) -> dict[str, float]:
-        """Evaluate after game epoch `e` (played from perf_counter time t0), record its row."""
-        last = e == self.cfg.epochs
-        row = {"epoch": e, "tau": tau, **terms,
-               **self._evaluate(teacher=last and self.cfg.eval_teacher)}
+    def record_epoch(self, e: int, tau: float, terms: dict[str, float], t0: float,
+                     evaluated: dict[str, float] | None = None) -> dict[str, float]:
+        """Evaluate after game epoch `e` (played from perf_counter time t0), record its row.
+        evaluated: the evaluated player's val/ and test/ metrics when already computed (a
+        vectorised population evaluates every member at once)."""
+        teacher = e == self.cfg.epochs and self.cfg.eval_teacher
+        if evaluated is None:
+            evaluated = self._evaluate(teacher=teacher)
+        elif teacher:
+            evaluated = {**evaluated, **self._evaluate_teacher()}
+        row = {"epoch": e, "tau": tau, **terms, **evaluated}
         elapsed = time.perf_counter() - t0
         row["time/epoch_s"] = elapsed
         self._record(row, elapsed)
@@ -200,7 +206,12 @@ class Run:
         for split in ("val", "test"):
             m = self.game.evaluate(evaluated, getattr(self.data, split))
             out.update({f"{split}/{k}": v for k, v in m.items()})
-        if teacher and "tch" in self.game.players and evaluated != "tch":
+        return {**out, **self._evaluate_teacher()} if teacher else out
+
+    def _evaluate_teacher(self) -> dict[str, float]:
+        """The teacher's accuracy beside the evaluated player's (when it is another)."""
+        out = {}
+        if "tch" in self.game.players and self.game.method.evaluated != "tch":
             for split in ("val", "test"):
                 out[f"{split}/tch_acc"] = self.game.evaluate("tch", getattr(self.data, split))["acc"]
         return out

@@ -89,6 +89,35 @@ def test_each_member_is_its_single_run_step_by_step(blobs_npz, tmp_path, method)
         assert all(torch.equal(ref[n], b["weights"][n]) for n in ref)
 
 
+def _poisoned(cfg: Config) -> Population:
+    """A population whose member 1 has NaN classifier weights after pretraining, played out."""
+    pop = Population(cfg)
+    pop.pretrain()
+    with torch.no_grad():
+        for w in pop.members[1].game.players["cls"].parameters():
+            w.fill_(float("nan"))
+    while not pop.finished:
+        pop.play_epoch()
+    return pop
+
+
+def _killed(monkeypatch, cls, name: str, at: int, start) -> None:
+    """start() is killed (KeyboardInterrupt) at the at-th call of cls.name; then the real one."""
+    calls = {"n": 0}
+    real = getattr(cls, name)
+
+    def dies(self):
+        calls["n"] += 1
+        if calls["n"] == at:
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(cls, name, dies)
+    with pytest.raises(KeyboardInterrupt):
+        start()
+    monkeypatch.setattr(cls, name, real)
+
+
 def pop_seeds() -> list[int]:
     return list(range(SEED, SEED + P))
 
@@ -116,13 +145,7 @@ def test_a_diverging_member_stops_alone(blobs_npz, tmp_path):
     """Member 1's classifier is poisoned after pretraining: it stops at epoch 1 with its
     reason; the others finish exactly as their single runs."""
     cfg = _cfg(blobs_npz, population=P)
-    pop = Population(cfg)
-    pop.pretrain()
-    with torch.no_grad():
-        for w in pop.members[1].game.players["cls"].parameters():
-            w.fill_(float("nan"))
-    while not pop.finished:
-        pop.play_epoch()
+    pop = _poisoned(cfg)
     s = pop.summary()
     statuses = [m["status"] for m in s["members"]]
     assert statuses == [FINISHED, DIVERGED, FINISHED] and s["diverged"] == 1
@@ -148,19 +171,8 @@ def test_a_diverging_member_stops_alone(blobs_npz, tmp_path):
 def test_a_killed_population_resumes_equal_to_an_uninterrupted_one(blobs_npz, tmp_path, monkeypatch):
     cfg = _cfg(blobs_npz, population=P, epochs=4)
     train_mod.train(cfg, tmp_path / "straight", quiet=True)
-    calls = {"n": 0}
-    real_play = Run.play_epoch
-
-    def dies(self):  # the population is killed inside its third epoch, after member 0's
-        calls["n"] += 1
-        if calls["n"] == 2 * P + 2:
-            raise KeyboardInterrupt
-        return real_play(self)
-
-    monkeypatch.setattr(Run, "play_epoch", dies)
-    with pytest.raises(KeyboardInterrupt):
-        train_mod.train(cfg, tmp_path / "resumed", quiet=True)
-    monkeypatch.setattr(Run, "play_epoch", real_play)
+    # the population is killed inside its third epoch, after member 0's
+    _killed(monkeypatch, Run, "play_epoch", 2 * P + 2, lambda: train_mod.train(cfg, tmp_path / "resumed", quiet=True))
     assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["epoch"] == 2
     train_mod.train(cfg, tmp_path / "resumed", quiet=True)
     # every file the run writes
@@ -192,3 +204,56 @@ def test_population_is_checked_before_any_work(blobs_npz):
     other = Population(_cfg(blobs_npz, population=3))
     with pytest.raises(ValueError, match="different config"):
         other.load_state_dict(state)
+
+
+# ---------------------------------------------------------------------------- the vmap backend
+VMAP_RTOL = 1e-4          # loss terms: float rounding of batched matmuls
+VMAP_ACC_IMAGES = 1       # accuracies: at most one validation or test image apart
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["kdgan", "distn"])
+def test_vmap_members_match_their_single_runs_within_float_rounding(blobs_npz, tmp_path, method):
+    cfg = _cfg(blobs_npz, method=method, population=P, epochs=3, population_backend="vmap")
+    summary = train_mod.train(cfg, tmp_path / "pop", quiet=True)
+    assert summary["backend"] == "vmap"
+    history = pd.read_parquet(tmp_path / "pop" / "history.parquet")
+    for seed in pop_seeds():
+        single = Run(_cfg(blobs_npz, method=method, seed=seed, epochs=3))
+        single.pretrain()
+        while not single.finished:
+            single.play_epoch()
+        mine = _metrics(history[history["seed"] == seed])
+        theirs = _metrics(single.history_frame())
+        assert list(mine.columns) == list(theirs.columns)
+        images = len(single.data.val)
+        for col in mine:
+            if col.endswith("/acc"):
+                assert (mine[col] - theirs[col]).abs().max() * images <= VMAP_ACC_IMAGES + 1e-9, col
+            else:
+                pd.testing.assert_series_equal(mine[col], theirs[col], rtol=VMAP_RTOL, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_killed_vmap_population_resumes_equal_to_an_uninterrupted_one(blobs_npz, tmp_path, monkeypatch):
+    cfg = _cfg(blobs_npz, population=P, epochs=4, population_backend="vmap")
+    train_mod.train(cfg, tmp_path / "straight", quiet=True)
+    _killed(monkeypatch, Population, "_play_vectorised", 3, lambda: train_mod.train(cfg, tmp_path / "resumed", quiet=True))
+    train_mod.train(cfg, tmp_path / "resumed", quiet=True)
+    pd.testing.assert_frame_equal(_metrics(pd.read_parquet(tmp_path / "straight" / "history.parquet")),
+                                  _metrics(pd.read_parquet(tmp_path / "resumed" / "history.parquet")))
+
+
+@pytest.mark.slow
+def test_a_diverging_member_stops_alone_under_vmap(blobs_npz):
+    s = _poisoned(_cfg(blobs_npz, population=P, population_backend="vmap")).summary()
+    assert [m["status"] for m in s["members"]] == [FINISHED, DIVERGED, FINISHED]
+    assert "epoch 1: non-finite loss" in s["members"][1]["reason"]
+    assert all(m["val_acc"] == m["val_acc"] for m in s["members"])  # the others are numbers
+
+
+def test_vmap_refuses_what_it_cannot_vectorise_before_any_work(blobs_npz):
+    with pytest.raises(ConfigError, match="population_backend='vmap': method noisy draws noise"):
+        Population(_cfg(blobs_npz, method="noisy", population=2, population_backend="vmap"))
+    # auto on a CPU is the loop, whatever the method
+    assert Population(_cfg(blobs_npz, method="noisy", population=2)).backend == "loop"
