@@ -379,6 +379,7 @@ def _finish(space, args, experiment: Path, grid, num_samples: int, t0: float,
     mark_interrupted(experiment, unfinished)
     orphans = 0 if interrupted else searcher.fail_orphans(experiment)
     trials, _ = compact(experiment)
+    slimmed = _slim_stopped(grid, trials)
     wall = time.time() - t0
     _log_invocation(experiment, {"started": t0, "wall_s": wall, "num_samples": num_samples,
                                  "concurrency": args.concurrency, "cpus_per_trial": args.cpus_per_trial,
@@ -386,17 +387,23 @@ def _finish(space, args, experiment: Path, grid, num_samples: int, t0: float,
                                  "seed": args.seed, "asha": args.asha, "smoke": args.smoke,
                                  "address": args.address or "local", "trials": len(trials),
                                  "interrupted": interrupted, "optuna_orphans_failed": orphans,
-                                 "cluster_cpus": cluster_cpus, "ray_init_s": ray_init_s})
+                                 "cluster_cpus": cluster_cpus, "ray_init_s": ray_init_s,
+                                 "stopped_checkpoints_slimmed": slimmed})
     counts = trials["status"].value_counts() if not trials.empty else {}
     print(f"\n{len(trials)} trials, this invocation {wall:.0f}s "
           f"({', '.join(f'{k} {v}' for k, v in counts.items())})")
     done = trials[trials["best_val_acc"].notna()] if not trials.empty else trials
     if not done.empty:
         best = done.loc[done["best_val_acc"].idxmax()]
+        members = int(best.get("members") or 1)
+        se = (lambda key: f" +- {100 * best[key]:.2f}" if members > 1 and key in best else "")
         print(f"best trial {best['trial_id']}: " + ", ".join(f"{k}={best[k]:.4g}" for k in space.search
                                                              if isinstance(best[k], float))
-              + f" | val {100 * best['best_val_acc']:.2f} test {100 * best['test_acc']:.2f} "
-              f"(epoch {int(best['best_epoch'])})")
+              + f" | val {100 * best['best_val_acc']:.2f}{se('best_val_acc_se')} test "
+              f"{100 * best['test_acc']:.2f}{se('test_acc_se')}"
+              + (f" (mean +- standard error of {members} seeds; confirm it on fresh seeds: "
+                 f"python -m kdgan.confirm {experiment} --top 3 --seeds 10)" if members > 1
+                 else f" (epoch {int(best['best_epoch'])})"))
     print(f"results: {experiment / 'trials.parquet'}, {experiment / 'epochs.parquet'}; "
           f"Optuna study: sqlite:///{experiment / 'optuna.db'}")
     if interrupted:
@@ -404,6 +411,35 @@ def _finish(space, args, experiment: Path, grid, num_samples: int, t0: float,
               "run the same command to resume", file=sys.stderr)
         return INTERRUPTED
     return 0 if (trials["status"] == "TERMINATED").any() else 1
+
+
+def _slim_stopped(grid, trials) -> int:
+    """A trial that ASHA stopped keeps its last checkpoint as it was: the whole game of every
+    member, for a resume that will never come (Tune does not tell a trial it is being
+    stopped). Replace it by what a finished trial keeps (each member's selected model, the
+    history, the summary). Local checkpoints only; returns how many were slimmed."""
+    if trials.empty or not (trials["status"] == "STOPPED").any():
+        return 0
+    from kdgan.population import Population
+
+    stopped = set(trials.loc[trials["status"] == "STOPPED", "trial_id"])
+    slimmed = 0
+    for result in grid:
+        checkpoint = result.checkpoint
+        if result.metrics.get("trial_id") not in stopped or checkpoint is None:
+            continue
+        folder = Path(checkpoint.path)
+        if checkpoint.filesystem.type_name != "local" or not (folder / STATE_FILE).exists():
+            continue
+        run = Population(Config.from_dict({k: v for k, v in result.config.items()
+                                           if not k.startswith("_")}))
+        run.load(folder / STATE_FILE)
+        run.save_model(folder / MODEL_FILE)
+        atomic_write(folder / "history.parquet", lambda tmp: run.history_frame().to_parquet(tmp))
+        atomic_write(folder / "summary.json", lambda tmp: tmp.write_text(json.dumps(run.summary(), indent=2)))
+        (folder / STATE_FILE).unlink()
+        slimmed += 1
+    return slimmed
 
 
 def _log_invocation(experiment: Path, record: dict[str, Any]) -> None:

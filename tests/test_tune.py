@@ -138,12 +138,21 @@ def test_asha_stopped_trials_reach_optuna_as_pruned(tmp_path):
     space = _space(tmp_path, epochs=4)
     rc = tune_mod.main(["--space", str(space), "--num-samples", "6", "--storage-path",
                         str(tmp_path / "results"), "--name", "asha", "--asha",
-                        "--grace-epochs", "1", "--concurrency", "1"])
+                        "--grace-epochs", "1", "--concurrency", "1", "--checkpoint-every", "1",
+                        "--set", "population=2"])
     assert rc == 0
     experiment = tmp_path / "results" / "asha"
     trials = pd.read_parquet(experiment / TRIALS)
     stopped = trials[trials["status"] == "STOPPED"]
     assert len(stopped) >= 1 and (stopped["epochs_run"] < 4).all()
+    # a stopped trial keeps what a finished one keeps, not its game (slimmed at the end)
+    members = pd.read_parquet(experiment / MEMBERS)
+    assert set(members.loc[members["trial_id"].isin(stopped["trial_id"]), "status"]) == {"stopped"}
+    for trial_id in stopped["trial_id"]:
+        (trial_dir,) = experiment.glob(f"kdgan_{trial_id}*")
+        kept = {p.name for ckpt in trial_dir.glob("checkpoint_*") for p in ckpt.iterdir()}
+        assert "state.pt" not in kept and {"model.pt", "history.parquet", "summary.json"} <= kept
+    assert json.loads((experiment / "search.json").read_text())[-1]["stopped_checkpoints_slimmed"] == len(stopped)
     study = _study(experiment)
     pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
