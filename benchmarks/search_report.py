@@ -5,7 +5,12 @@
     python -m benchmarks.search_report ~/kdgan_results/kdgan-mnist ~/kdgan_results/kdgan-mnist-random \
         --plot docs/figures/tpe_vs_random.png
 
-Reads only what the search stored: trials.parquet, epochs.parquet, search.json, optuna.db.
+Reads only what the search stored: trials.parquet, epochs.parquet, search.json, optuna.db,
+and confirm.parquet where `python -m kdgan.confirm` ran. Given two experiments confirmed on
+the same fresh seeds, it compares their picks there: each search's best trial (rank 1, chosen
+on the search's own seeds) against the other's, paired seed by seed (95% t interval), on
+validation and on test accuracy. That, not the best score inside each search, says whether
+one sampler found the better configuration.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from kdgan import stats
 from kdgan.results import EPOCHS, TRIALS
 
 
@@ -29,8 +35,37 @@ def load(experiment: Path) -> dict:
     storage = f"sqlite:///{experiment / 'optuna.db'}"
     (summary,) = optuna.get_all_study_summaries(storage)
     study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    confirmed = experiment / "confirm.parquet"
     return {"name": experiment.name, "trials": trials, "epochs": epochs,
-            "invocations": invocations, "study": study}
+            "invocations": invocations, "study": study,
+            "confirm": pd.read_parquet(confirmed) if confirmed.exists() else None}
+
+
+def confirmed_picks(a: dict, b: dict) -> str:
+    """The two searches' best trials (rank 1) on the fresh seeds both confirmations ran:
+    a's minus b's, paired by seed. Empty when either has no confirmation or no shared seed."""
+    if a["confirm"] is None or b["confirm"] is None:
+        return ""
+    picks = []
+    for x in (a, b):
+        c = x["confirm"]
+        picks.append(c[(c["rank"] == 1) & (c["status"] == "DONE")].set_index("seed"))
+    seeds = sorted(set(picks[0].index) & set(picks[1].index))
+    if not seeds:
+        return ""
+    lines = [f"### The picks on the same fresh seeds ({len(seeds)} seeds: {seeds[0]}..{seeds[-1]})", "",
+             f"| | {a['name']} | {b['name']} | difference (paired, 95% t interval) | verdict |",
+             "|---|---|---|---|---|"]
+    for split in ("val", "test"):
+        x, y = (p.loc[seeds, f"{split}_acc"].to_numpy() for p in picks)
+        mean, low, high, n = stats.paired_interval(x, y)
+        lines.append(f"| {split} accuracy (%) | {100 * x.mean():.2f} | {100 * y.mean():.2f} | "
+                     f"{100 * mean:+.2f} [{100 * low:+.2f}, {100 * high:+.2f}] | "
+                     f"{stats.verdict(low, high, reference=b['name'] + ' pick')} |")
+    trial = [p["trial_id"].iloc[0] for p in picks]
+    lines += ["", f"Picks: {a['name']} trial {trial[0]}, {b['name']} trial {trial[1]} (each search's "
+              "best trial on its own seeds)."]
+    return "\n".join(lines)
 
 
 def best_after_k(study: optuna.Study) -> pd.Series:
@@ -97,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         print("|---|" + "---|" * len(curves.columns))
         for k in ks:
             print(f"| {k} | " + " | ".join(f"{100 * curves.loc[k, c]:.2f}" for c in curves.columns) + " |")
+        text = confirmed_picks(exps[0], exps[1])
+        if text:
+            print("\n" + text)
         if args.plot:
             import matplotlib
 

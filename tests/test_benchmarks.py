@@ -487,3 +487,21 @@ def test_distill_rooms_student_trains_exactly_as_the_plain_loop(tmp_path):
     student = distill_room.train_student(cfg, data, target, 4, torch.device("cpu"))
     assert student == reference  # every metric to the last bit, the same pass
     assert data.train.y is y  # the run's data is left as it was
+
+
+def test_search_report_compares_two_searches_picks_on_the_shared_fresh_seeds():
+    from benchmarks import search_report
+
+    def confirm(name: str, shift: float) -> dict:
+        rows = [{"label": "trial-x", "rank": 1, "trial_id": f"{name}1", "seed": seed, "status": "DONE",
+                 "val_acc": 0.80 + 0.01 * seed + shift, "test_acc": 0.79 + 0.01 * seed + shift}
+                for seed in (4, 5, 6)]
+        rows.append({"label": "defaults", "rank": 0, "trial_id": "", "seed": 4, "status": "DONE",
+                     "val_acc": 0.0, "test_acc": 0.0})
+        return {"name": name, "confirm": pd.DataFrame(rows)}
+
+    text = search_report.confirmed_picks(confirm("tpe", 0.02), confirm("random", 0.0))
+    assert "3 seeds: 4..6" in text and "Picks: tpe trial tpe1, random trial random1" in text
+    # every seed 2 points apart: a zero-width interval above 0
+    assert "| val accuracy (%) | 87.00 | 85.00 | +2.00 [+2.00, +2.00] | better than random pick |" in text
+    assert search_report.confirmed_picks(confirm("a", 0), {"name": "b", "confirm": None}) == ""
