@@ -20,8 +20,20 @@ Protocol
   are kept in OUT/select/ and OUT/selection.json.
 - Each run reports test accuracy at the epoch of best validation accuracy and at the last
   epoch. Validation is the 10,000-image MNIST validation split.
-- Per-n budget (`BUDGET`): pretraining passes shrink as n grows so that a seed costs
-  minutes on a CPU; the game's steps per epoch do not depend on n.
+- Per-n budget, `--protocol fixed` (the default for a folder without OUT/protocol.json;
+  results/table1): pretraining passes (`BUDGET`) shrink as n grows so that a seed costs
+  minutes on a CPU; the game's steps per epoch do not depend on n (30 epochs of 8 steps).
+- `--protocol passes` (issue 16; results/table1-passes): a game epoch is one pass of the
+  classifier over the n images (`pass_steps`), at most `PASSES[n]['epochs']` of them with
+  early stopping on validation (`patience`), D's pretraining in passes shrinking with n. The
+  settings per n go to OUT/protocol.json and OUT/protocol.md, and the folder keeps its
+  protocol (a later invocation with the other one is refused). table.md then also has the
+  paired comparisons (per n, kdgan against every other method and every distiller against
+  supervised: mean per-seed difference with its 95% t-interval, verdict above / below / not
+  distinguishable), the supervised targets, wall time and epochs per method and n; the
+  figures are OUT/curves-n<n>.png for every n.
+
+    python -m benchmarks.table1 --protocol passes --n 100 --seeds 0 1 2 --out results/table1-passes
 
 Resumable: a finished run is read back from OUT/.../summary.json, an interrupted one resumes
 from its checkpoint, a run that diverges is recorded as such and the others go on. After
@@ -94,7 +106,7 @@ PROTOCOLS = ("fixed", "passes")
 STEP_RATIO = {"cls_steps": 8, "tch_steps": 2, "dis_steps": 4}  # the Config defaults
 PASSES: dict[int, dict] = {
     100: {"epochs": 200, "patience": 40, "dis_pretrain_epochs": 10},
-    1000: {"epochs": 100, "patience": 20, "dis_pretrain_epochs": 4},
+    1000: {"epochs": 200, "patience": 40, "dis_pretrain_epochs": 4},
     10000: {"epochs": 50, "patience": 10, "dis_pretrain_epochs": 1},
 }
 # --smoke --protocol passes: the tiny budget, a patience that can end a run within it.
