@@ -371,3 +371,112 @@ def room_markdown(rooms: pd.DataFrame, targets: list[str]) -> str:
               "training images, at its pass of best validation MAP; mean +- std over runs. "
               "'mass on the tags': the target's mean probability on the observed tags."]
     return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------
+# Table 1, paired: per n, a method's per-seed test accuracy against another's (issue 16).
+
+ABOVE, BELOW, SAME_AS, FEW = "above", "below", "not distinguishable", "too few seeds"
+
+
+def interval_verdict(low: float, high: float) -> str:
+    """'above' (the interval of a - b above 0), 'below' (under 0), 'not distinguishable'
+    (it holds 0, ends included), 'too few seeds' (no interval: fewer than two pairs)."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return FEW
+    return ABOVE if low > 0 else BELOW if high < 0 else SAME_AS
+
+
+def table1_pairs(methods: list[str], distillers: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(a, b) pairs compared as a - b: kdgan against every other method (the teacher aside),
+    then every distiller in `distillers` against supervised (kdgan - supervised once)."""
+    pairs = [("kdgan", m) for m in methods if "kdgan" in methods and m not in ("kdgan", "teacher")]
+    if "supervised" in methods:
+        pairs += [(m, "supervised") for m in methods
+                  if m in distillers and (m, "supervised") not in pairs]
+    return pairs
+
+
+def paired_table(done: pd.DataFrame, pairs: list[tuple[str, str]], level: float = 0.95) -> pd.DataFrame:
+    """Per n and pair (a, b): the seeds both finished, a's and b's mean test accuracy (percent,
+    best validation epoch), the mean of the per-seed differences a - b with its `level`
+    t-interval (kdgan.stats.paired_interval), its verdict, and the same difference at the
+    last epoch."""
+    from kdgan.stats import paired_interval
+
+    rows = []
+    for n, g in done.groupby("n"):
+        by = {m: gm.set_index("seed") for m, gm in g.groupby("method")}
+        for a, b in pairs:
+            if a not in by or b not in by:
+                continue
+            seeds = by[a].index.intersection(by[b].index).sort_values()
+            if not len(seeds):
+                continue
+            row = {"n": int(n), "a": a, "b": b, "seeds": len(seeds),
+                   "a_mean": 100 * by[a].loc[seeds, "test_acc"].mean(),
+                   "b_mean": 100 * by[b].loc[seeds, "test_acc"].mean()}
+            for col, prefix in (("test_acc", ""), ("last_test_acc", "last_")):
+                d, lo, hi, _ = paired_interval((100 * by[a].loc[seeds, col]).tolist(),
+                                               (100 * by[b].loc[seeds, col]).tolist(), level)
+                row.update({f"{prefix}diff": d, f"{prefix}low": lo, f"{prefix}high": hi,
+                            f"{prefix}verdict": interval_verdict(lo, hi)})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _ci(d: float, lo: float, hi: float) -> str:
+    return f"{d:+.2f}" + ("" if pd.isna(lo) else f" [{lo:+.2f}, {hi:+.2f}]")
+
+
+def paired_markdown(paired: pd.DataFrame, level: float = 0.95) -> str:
+    """`paired_table` as Markdown, then per n the verdict lines read from its intervals."""
+    if paired.empty:
+        return "No pair of methods with a seed in common yet.\n"
+    pct = f"{level:.0%}"
+    lines = [f"| n | a | b | seeds | a | b | a - b [{pct} CI] | verdict | last epoch: a - b [{pct} CI] |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.n:,} | {r.a} | {r.b} | {r.seeds} | {r.a_mean:.2f} | {r.b_mean:.2f} | "
+              f"{_ci(r.diff, r.low, r.high)} | {r.verdict} | {_ci(r.last_diff, r.last_low, r.last_high)} |"
+              for r in paired.itertuples()]
+    lines += ["", f"Test accuracy (%) at the epoch of best validation accuracy, mean over the seeds "
+              f"both methods finished; a - b: the mean of the per-seed differences with its {pct} "
+              "Student t-interval over seeds (paired: the same seed is the same labelled subset, "
+              "pretrained start and teacher); verdict: a is 'above' b when the interval lies above "
+              "0, 'below' under it, else 'not distinguishable'. The last column: the same at the "
+              "last epoch.", "", "Verdicts:"]
+    said = {ABOVE: "above", BELOW: "below", SAME_AS: "not distinguishable from",
+            FEW: "too few seeds to tell against"}
+    for n, g in paired.groupby("n"):
+        for a, ga in g.groupby("a", sort=False):
+            parts = [f"{said[verdict]} {', '.join(ga.loc[ga['verdict'] == verdict, 'b'])}"
+                     for verdict in said if (ga["verdict"] == verdict).any()]
+            lines.append(f"- n={n:,}: {a} is " + "; ".join(parts))
+    return "\n".join(lines) + "\n"
+
+
+def effort_markdown(done: pd.DataFrame, methods: list[str]) -> str:
+    """Per method and n: wall seconds per run (mean; pretraining included), game epochs run
+    and the best validation epoch (means over seeds), and the runs' total wall time."""
+    lines = ["| method | n | runs | wall s/run | of it pretraining s | epochs run | best epoch | "
+             "total wall s |", "|---|---|---|---|---|---|---|---|"]
+    for method in methods:
+        for n, g in done[done["method"] == method].groupby("n"):
+            lines.append(f"| {method} | {n:,} | {len(g)} | {g['wall_s'].mean():.0f} | "
+                         f"{g['pretrain_s'].mean():.0f} | {g['epochs_run'].mean():.1f} | "
+                         f"{g['best_epoch'].mean():.1f} | {g['wall_s'].sum():.0f} |")
+    lines += ["", "Wall time on the machine that ran each run (a pretrained player read from the "
+              "shared cache costs its run nothing, so the first method of a seed pays for it)."]
+    return "\n".join(lines) + "\n"
+
+
+def student_target_lines(done: pd.DataFrame, targets: dict[int, float], method: str = "supervised") -> list[str]:
+    """Per n in `targets`: `method`'s mean test accuracy (best validation epoch) against it."""
+    out = []
+    for n, target in sorted(targets.items()):
+        g = done[(done["method"] == method) & (done["n"] == n)]
+        if len(g):
+            acc = 100 * g["test_acc"].mean()
+            out.append(f"- n={n:,}: {method} {acc:.2f} over {len(g)} seeds vs target {target}: "
+                       f"{'met' if acc >= target else 'NOT met'}")
+    return out

@@ -20,8 +20,20 @@ Protocol
   are kept in OUT/select/ and OUT/selection.json.
 - Each run reports test accuracy at the epoch of best validation accuracy and at the last
   epoch. Validation is the 10,000-image MNIST validation split.
-- Per-n budget (`BUDGET`): pretraining passes shrink as n grows so that a seed costs
-  minutes on a CPU; the game's steps per epoch do not depend on n.
+- Per-n budget, `--protocol fixed` (the default for a folder without OUT/protocol.json;
+  results/table1): pretraining passes (`BUDGET`) shrink as n grows so that a seed costs
+  minutes on a CPU; the game's steps per epoch do not depend on n (30 epochs of 8 steps).
+- `--protocol passes` (issue 16; results/table1-passes): a game epoch is one pass of the
+  classifier over the n images (`pass_steps`), at most `PASSES[n]['epochs']` of them with
+  early stopping on validation (`patience`), D's pretraining in passes shrinking with n. The
+  settings per n go to OUT/protocol.json and OUT/protocol.md, and the folder keeps its
+  protocol (a later invocation with the other one is refused). table.md then also has the
+  paired comparisons (per n, kdgan against every other method and every distiller against
+  supervised: mean per-seed difference with its 95% t-interval, verdict above / below / not
+  distinguishable), the supervised targets, wall time and epochs per method and n; the
+  figures are OUT/curves-n<n>.png for every n.
+
+    python -m benchmarks.table1 --protocol passes --n 100 --seeds 0 1 2 --out results/table1-passes
 
 Resumable: a finished run is read back from OUT/.../summary.json, an interrupted one resumes
 from its checkpoint, a run that diverges is recorded as such and the others go on. After
@@ -35,6 +47,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -44,7 +57,9 @@ import pandas as pd
 
 from analysis.load import resolve_run_dir
 from analysis.plots import curves
-from analysis.tables import grid_markdown, plateau_markdown, table1_markdown, versus_markdown
+from analysis.tables import (effort_markdown, grid_markdown, paired_markdown, paired_table,
+                             plateau_markdown, student_target_lines, table1_markdown, table1_pairs,
+                             versus_markdown)
 from benchmarks import core
 from benchmarks.core import tag, write_runs, write_text
 from kdgan import spaces
@@ -78,6 +93,26 @@ BUDGET: dict[int, dict] = {100: {"pretrain_epochs": 200}, 1000: {"pretrain_epoch
                            10000: {"pretrain_epochs": 8}}
 # --smoke: the shared tiny budget, with the three game epochs this benchmark has always used.
 SMOKE = {**spaces.SMOKE, "epochs": 3}
+
+# --protocol passes (issue 16): a game epoch is one pass of the classifier over the n
+# labelled images (cls_steps = ceil(n / batch_size)); the teacher's and the discriminator's
+# steps keep the default ratio k_C : k_T : k_D = 8 : 2 : 4 to it. Per n: at most `epochs`
+# passes, stopped after `patience` passes without a new best validation accuracy (the
+# selected epoch is the best validation epoch: the number of passes is chosen on validation,
+# by the same rule for every method); D's pretraining in passes over the n images, fewer as
+# n grows so that it stays a small part of a kdgan run (10 passes at every n made it most of
+# one at n = 10,000: 753 s of a run). Pretraining of C and T: BUDGET's passes.
+PROTOCOLS = ("fixed", "passes")
+STEP_RATIO = {"cls_steps": 8, "tch_steps": 2, "dis_steps": 4}  # the Config defaults
+PASSES: dict[int, dict] = {
+    100: {"epochs": 200, "patience": 40, "dis_pretrain_epochs": 10},
+    1000: {"epochs": 200, "patience": 40, "dis_pretrain_epochs": 4},
+    10000: {"epochs": 50, "patience": 10, "dis_pretrain_epochs": 1},
+}
+# --smoke --protocol passes: the tiny budget, a patience that can end a run within it.
+SMOKE_PASSES = {**SMOKE, "epochs": 4, "patience": 2}
+# The supervised student's mean test accuracy (percent) that issue 16 asks of the passes protocol.
+SUPERVISED_TARGETS = {1000: 96.0, 10000: 98.0}
 # kdgan's mean test accuracy (percent) that the table checks per n.
 TARGETS = {100: 88.5, 1000: 97.0, 10000: 99.3}
 
@@ -85,23 +120,44 @@ RUN_COLUMNS = ("method", "n", "seed", "val_acc", "test_acc", "best_epoch", "last
                "last_test_acc", "epochs_run", "wall_s", "pretrain_s")
 
 
-def budget(n: int, smoke: bool) -> dict:
-    """The per-n settings: those of the largest n in BUDGET not above n (smoke: tiny)."""
-    if smoke:
-        return dict(SMOKE)
-    return dict(BUDGET[max([k for k in BUDGET if k <= n], default=min(BUDGET))])
+def _at(table: dict[int, dict], n: int) -> dict:
+    """The entry of the largest n in `table` not above n (the smallest one below them all)."""
+    return dict(table[max([k for k in table if k <= n], default=min(table))])
+
+
+def budget(n: int, smoke: bool, protocol: str = "fixed", batch_size: int = Config.batch_size) -> dict:
+    """The per-n settings. fixed: BUDGET's pretraining passes, the game's default 30 epochs
+    of 8 classifier steps at every n (smoke: tiny). passes: also a game epoch of one pass
+    (`pass_steps`) and PASSES' epochs, patience and D pretraining (smoke: SMOKE_PASSES)."""
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"--protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+    if protocol == "fixed":
+        return dict(SMOKE) if smoke else _at(BUDGET, n)
+    fixed = dict(SMOKE_PASSES) if smoke else {**_at(BUDGET, n), **_at(PASSES, n)}
+    return {**fixed, **pass_steps(n, batch_size)}
+
+
+def pass_steps(n: int, batch_size: int) -> dict:
+    """Steps per game epoch of the passes protocol: C's one pass over n images in batches of
+    batch_size, T's and D's in STEP_RATIO to it (rounded up, at least one)."""
+    cls = math.ceil(n / batch_size)
+    return {k: max(1, math.ceil(cls * r / STEP_RATIO["cls_steps"])) for k, r in STEP_RATIO.items()}
 
 
 class Bench:
     """Runs one (method, n, seed, overrides) into its directory, or reads it back."""
 
-    def __init__(self, base: dict, out: Path, smoke: bool, pretrain: Path | None = None) -> None:
-        self.base, self.out, self.smoke = base, out, smoke
+    def __init__(self, base: dict, out: Path, smoke: bool, pretrain: Path | None = None,
+                 protocol: str = "fixed") -> None:
+        self.base, self.out, self.smoke, self.protocol = base, out, smoke, protocol
         self.pretrain = pretrain or out / "pretrain"
         self.wall_s = 0.0
 
+    def budget(self, n: int) -> dict:
+        return budget(n, self.smoke, self.protocol, int(self.base.get("batch_size", Config.batch_size)))
+
     def config(self, method: str, n: int, seed: int, overrides: dict) -> Config:
-        return Config.from_dict({**self.base, **budget(n, self.smoke), **overrides, "method": method,
+        return Config.from_dict({**self.base, **self.budget(n), **overrides, "method": method,
                                  "n": n, "seed": seed, "pretrain_cache": str(self.pretrain)})
 
     def run(self, method: str, n: int, seed: int, overrides: dict, run_dir: Path) -> dict:
@@ -212,28 +268,113 @@ def reused_selection(source: Path, methods: list[str]) -> dict[str, dict]:
     return {m: chosen.get(m, GRID.get(m, [{}])[0]) for m in methods}
 
 
-def table(runs: pd.DataFrame) -> str:
-    return table1_markdown(runs, [m for m in TABLE_METHODS if m in set(runs["method"])], TARGETS)
+def table(runs: pd.DataFrame, protocol: str = "fixed") -> str:
+    """OUT/table.md. fixed: the table as it has always been. passes: also the supervised
+    student's targets, the paired intervals with their verdicts, and the wall time and
+    epochs per method and n."""
+    methods = [m for m in TABLE_METHODS if m in set(runs["method"])]
+    text = table1_markdown(runs, methods, TARGETS)
+    if protocol == "fixed":
+        return text
+    done = runs[runs["status"] == "DONE"]
+    students = student_target_lines(done, SUPERVISED_TARGETS)
+    if students:
+        text += ("\nTargets (supervised, mean test accuracy at the best validation epoch):\n"
+                 + "\n".join(students) + "\n")
+    paired = paired_table(done, table1_pairs(methods, DISTILLERS))
+    return (text + "\n## Paired comparisons\n\n" + paired_markdown(paired)
+            + "\n## Wall time and epochs per method and n\n\n" + effort_markdown(done, methods))
 
 
-def figure_3a(out: Path, runs: pd.DataFrame) -> None:
-    """OUT/curves.png (paper Figure 3a: validation accuracy per epoch of nagan, kdgan-wo-gm
-    and kdgan at the smallest n) and OUT/plateau.md."""
-    n = int(runs["n"].min())
+# Compared against supervised in the paired table (every method that distils from the teacher).
+DISTILLERS = ("mimic", "distn", "noisy", "codis", "nagan", "kdgan-wo-gm", "kdgan")
+
+
+def read_protocol(out: Path) -> dict | None:
+    """OUT/protocol.json (written by the passes protocol), or None: a folder of the fixed one."""
+    path = out / "protocol.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def save_protocol(out: Path, bench: "Bench", ns: list[int]) -> None:
+    """OUT/protocol.json and OUT/protocol.md: the protocol and its settings per n (those of
+    earlier invocations for other n kept)."""
+    saved = read_protocol(out) or {"protocol": bench.protocol, "budgets": {}}
+    saved["budgets"].update({str(n): bench.budget(n) for n in sorted(ns)})
+    saved.update(smoke=bench.smoke, batch_size=int(bench.base.get("batch_size", Config.batch_size)),
+                 rule=("a game epoch is one pass of C over the n labelled images "
+                       "(cls_steps = ceil(n / batch_size)); tch_steps and dis_steps in the ratio "
+                       "8 : 2 : 4 to it; at most `epochs` passes, early stopping after `patience` "
+                       "passes without a new best validation accuracy; the selected epoch is the "
+                       "best validation epoch (so the number of passes is chosen on validation, "
+                       "the same rule for every method)"))
+    write_text(out / "protocol.json", json.dumps(saved, indent=2))
+    keys = ["epochs", "patience", "cls_steps", "tch_steps", "dis_steps", "pretrain_epochs",
+            "dis_pretrain_epochs"]
+    lines = [f"Protocol: {saved['protocol']}. {saved['rule']}.", "",
+             "| n | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    lines += [f"| {int(n):,} | " + " | ".join(str(b.get(k, "-")) for k in keys) + " |"
+              for n, b in sorted(saved["budgets"].items(), key=lambda kv: int(kv[0]))]
+    write_text(out / "protocol.md", "\n".join(lines) + "\n")
+
+
+def check_protocol(out: Path, asked: str | None) -> str:
+    """The protocol of OUT: the one its protocol.json names (a different --protocol is an
+    error), else the one asked for (default fixed); a folder with runs of the fixed protocol
+    (runs.parquet, no protocol.json) refuses the passes protocol."""
+    saved = read_protocol(out)
+    if saved is not None:
+        if asked not in (None, saved["protocol"]):
+            raise ConfigError(f"--protocol {asked}: {out} holds runs of the {saved['protocol']} "
+                              "protocol (protocol.json); give another --out")
+        return saved["protocol"]
+    if asked == "passes" and (out / "runs.parquet").exists():
+        raise ConfigError(f"--protocol passes: {out} holds runs of the fixed protocol; give "
+                          "another --out (e.g. results/table1-passes)")
+    return asked or "fixed"
+
+
+def _histories(out: Path, runs: pd.DataFrame, n: int, methods: tuple[str, ...]) -> pd.DataFrame | None:
     frames = []
-    for method in ("nagan", "kdgan-wo-gm", "kdgan"):
+    for method in methods:
         for r in runs[(runs["method"] == method) & (runs["n"] == n) & (runs["status"] == "DONE")].itertuples():
             f = resolve_run_dir(out, r.run_dir) / "history.parquet"
             if f.exists():
                 h = pd.read_parquet(f, columns=["epoch", "val/acc"])
                 frames.append(h.assign(method=method, seed=r.seed))
-    if not frames:
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def figure_3a(out: Path, runs: pd.DataFrame, protocol: str = "fixed") -> None:
+    """fixed: OUT/curves.png (paper Figure 3a: validation accuracy per epoch of nagan,
+    kdgan-wo-gm and kdgan at the smallest n) and OUT/plateau.md. passes: OUT/curves-n<n>.png
+    for every n, with every method but the teacher (a run stopped early leaves the mean of
+    the later epochs to the seeds still playing), and plateau.md with a section per n."""
+    if protocol == "fixed":
+        n = int(runs["n"].min())
+        history = _histories(out, runs, n, ("nagan", "kdgan-wo-gm", "kdgan"))
+        if history is None:
+            return
+        fig = curves(history, metric="val/acc", by="method")
+        fig.axes[0].set_title(f"MNIST n={n}: validation accuracy of C per epoch (mean +- std over seeds)")
+        fig.savefig(out / "curves.png", dpi=120, bbox_inches="tight")
+        write_text(out / "plateau.md", plateau_markdown(history))
         return
-    history = pd.concat(frames, ignore_index=True)
-    fig = curves(history, metric="val/acc", by="method")
-    fig.axes[0].set_title(f"MNIST n={n}: validation accuracy of C per epoch (mean +- std over seeds)")
-    fig.savefig(out / "curves.png", dpi=120, bbox_inches="tight")
-    write_text(out / "plateau.md", plateau_markdown(history))
+    import matplotlib.pyplot as plt
+
+    sections = []
+    for n in sorted(int(v) for v in runs["n"].unique()):
+        history = _histories(out, runs, n, tuple(m for m in TABLE_METHODS if m != "teacher"))
+        if history is None:
+            continue
+        fig = curves(history, metric="val/acc", by="method")
+        fig.axes[0].set_title(f"n={n:,}: validation accuracy of C per pass (mean +- std over the "
+                              "seeds still playing)", fontsize=9)
+        fig.savefig(out / f"curves-n{n}.png", dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        sections.append(f"### n = {n:,}\n\n" + plateau_markdown(history))
+    if sections:
+        write_text(out / "plateau.md", "\n".join(sections))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,6 +386,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--select-n", type=int, default=None,
                    help="n of the validation grid (default: the smallest --n)")
     p.add_argument("--dataset", default="mnist")
+    p.add_argument("--protocol", choices=PROTOCOLS, default=None,
+                   help="fixed: 30 game epochs of 8 classifier steps at every n (results/table1); "
+                        "passes: a game epoch is one pass over the n labelled images, at most "
+                        "PASSES' epochs with early stopping on validation (issue 16). Default: "
+                        "the protocol of OUT/protocol.json, else fixed")
     p.add_argument("--report-only", action="store_true",
                    help="run nothing: render table.md, curves.png and plateau.md from the finished "
                         "runs in OUT (e.g. while or after a long benchmark; gathers invocations "
@@ -257,6 +403,11 @@ def main(argv: list[str] | None = None) -> int:
                         "and the pretrained players from DIR/pretrain (an ablation of the main "
                         "table, e.g. --set unlabeled=2000 --reuse results/table1)")
     args = p.parse_args(argv)
+    try:
+        protocol = check_protocol(args.out, args.protocol)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if args.report_only:
         return render(args.out, args.versus)
     if args.versus:
@@ -271,14 +422,17 @@ def main(argv: list[str] | None = None) -> int:
         for method in args.methods:  # every error before the first run starts
             for overrides in GRID.get(method, [{}]):
                 for n in set(args.n) | {select_n}:
-                    Config.from_dict({**base, **budget(n, args.smoke), **overrides,
-                                      "method": method, "n": n})
+                    Config.from_dict({**base, **budget(n, args.smoke, protocol,
+                                                       int(base.get("batch_size", Config.batch_size))),
+                                      **overrides, "method": method, "n": n})
         reused = reused_selection(args.reuse, args.methods) if args.reuse else None
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    bench = Bench(base, args.out, args.smoke, args.reuse / "pretrain" if args.reuse else None)
+    bench = Bench(base, args.out, args.smoke, args.reuse / "pretrain" if args.reuse else None, protocol)
+    if protocol != "fixed":
+        save_protocol(args.out, bench, sorted(set(args.n) | {select_n}))
     population = core.population_wanted(args.population, base)
     t0 = time.perf_counter()
     try:
@@ -302,12 +456,12 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(bench.run(method, n, seed, chosen[method], run_dir))
                     runs = _merge(earlier, pd.DataFrame(rows))
                     write_runs(args.out, runs)
-                    text = table(runs)
+                    text = table(runs, protocol)
                     write_text(args.out / "table.md", text)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    figure_3a(args.out, runs)
+    figure_3a(args.out, runs, protocol)
     print("\n" + text)
     print(f"wall time of this invocation: {time.perf_counter() - t0:.0f}s "
           f"({bench.wall_s:.0f}s training); runs: {previous}; table: {args.out / 'table.md'}")
@@ -348,9 +502,10 @@ def render(out: Path, against: Path | None = None) -> int:
         print(f"error: {out}: no finished runs (run the benchmark first)", file=sys.stderr)
         return 2
     write_runs(out, runs)
-    text = table(runs)
+    protocol = (read_protocol(out) or {"protocol": "fixed"})["protocol"]
+    text = table(runs, protocol)
     write_text(out / "table.md", text)
-    figure_3a(out, runs)
+    figure_3a(out, runs, protocol)
     walls = runs[runs["status"] == "DONE"].groupby(["n", "method"])["wall_s"].agg(["sum", "mean", "count"])
     print(text)
     if against is not None:

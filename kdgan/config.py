@@ -147,7 +147,11 @@ class Config:
     dis_steps: int = 4
     """k_D: discriminator minibatch steps per game epoch (Algorithm 1, line 3)."""
     epochs: int = 30
-    """Game epochs after pretraining (Algorithm 1, line 2)."""
+    """Game epochs after pretraining (Algorithm 1, line 2): the most a run plays."""
+    patience: int = 0
+    """Game epochs without a new best validation accuracy after which a run stops (early
+    stopping; epoch 0, after pretraining, counts as an epoch with a validation accuracy);
+    0 = never: the run plays all its `epochs`."""
 
     # --- the game ---------------------------------------------------------------------
     alpha: float = 0.2
@@ -291,7 +295,7 @@ class Config:
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}={getattr(self, key)}: expected an integer >= 1")
         for key in ("unlabeled", "val_size", "pretrain_epochs", "dis_pretrain_epochs", "epochs",
-                    "cls_steps", "tch_steps", "dis_steps", "threads"):
+                    "patience", "cls_steps", "tch_steps", "dis_steps", "threads"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}={getattr(self, key)}: expected an integer >= 0")
         if self.cls_pretrain_epochs < -1:

@@ -140,7 +140,20 @@ class Run:
     # ------------------------------------------------------------------ phases
     @property
     def finished(self) -> bool:
-        return self.epoch >= self.cfg.epochs
+        """All `epochs` played, or stopped early (`stopped_early`)."""
+        return self.epoch >= self.cfg.epochs or self.stopped_early
+
+    @property
+    def stopped_early(self) -> bool:
+        """With `patience` p > 0: the last p recorded epochs brought no new best validation
+        accuracy (the first epoch of the best is p or more epochs back). A function of the
+        history alone, so a run resumed from its checkpoint stops where it would have."""
+        p = self.cfg.patience
+        if p <= 0 or len(self.history) <= p:
+            return False
+        accs = [h["val/acc"] for h in self.history]
+        best = accs.index(max(accs))  # the first epoch of the best (history[i] is epoch i)
+        return len(accs) - 1 - best >= p
 
     def pretrain(self) -> dict[str, float]:
         """Pretrain every player (or read them from the shared cache) and record epoch 0."""
@@ -327,6 +340,8 @@ class Run:
             "device": str(self.device), "torch": torch.__version__,
             "config": cfg.to_dict(),
         }
+        if cfg.patience:  # only then, so that the summaries of runs without it stay as they were
+            out["stopped_early"] = self.stopped_early
         ranking = [m for m in METRICS if f"test/{m}" in h]
         if ranking:  # multi-label data: the ranking metrics at the selected and last epochs
             out["test_metrics"] = {m: float(best[f"test/{m}"]) for m in ranking}

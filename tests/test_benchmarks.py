@@ -505,3 +505,130 @@ def test_search_report_compares_two_searches_picks_on_the_shared_fresh_seeds():
     # every seed 2 points apart: a zero-width interval above 0
     assert "| val accuracy (%) | 87.00 | 85.00 | +2.00 [+2.00, +2.00] | better than random pick |" in text
     assert search_report.confirmed_picks(confirm("a", 0), {"name": "b", "confirm": None}) == ""
+
+
+# ------------------------------------------------------------------ table1 --protocol passes
+def test_passes_budget_is_one_pass_per_epoch_in_the_default_ratio():
+    steps = {n: {k: table1.budget(n, False, "passes")[k] for k in ("cls_steps", "tch_steps", "dis_steps")}
+             for n in (100, 1000, 5000, 10000)}
+    # ceil(n / 32) classifier steps; teacher and discriminator at 2/8 and 4/8 of it, rounded up
+    assert steps == {100: {"cls_steps": 4, "tch_steps": 1, "dis_steps": 2},
+                     1000: {"cls_steps": 32, "tch_steps": 8, "dis_steps": 16},
+                     5000: {"cls_steps": 157, "tch_steps": 40, "dis_steps": 79},
+                     10000: {"cls_steps": 313, "tch_steps": 79, "dis_steps": 157}}
+    assert table1.pass_steps(1000, 64) == {"cls_steps": 16, "tch_steps": 4, "dis_steps": 8}
+    assert table1.pass_steps(10, 32) == {"cls_steps": 1, "tch_steps": 1, "dis_steps": 1}
+    for n in (100, 1000, 10000):  # PASSES' epochs, patience and D pretraining; BUDGET's pretraining
+        b = table1.budget(n, False, "passes")
+        assert {k: b[k] for k in table1.PASSES[n]} == table1.PASSES[n]
+        assert b["pretrain_epochs"] == table1.BUDGET[n]["pretrain_epochs"] and 0 < b["patience"] < b["epochs"]
+        Config.from_dict({**b, "n": n})  # a valid configuration
+    assert table1.budget(5000, False, "passes")["epochs"] == table1.PASSES[1000]["epochs"]
+    # D's pretraining (in D steps) shrinks relative to the game's D steps as n grows
+    share = [table1.budget(n, False, "passes")["dis_pretrain_epochs"] / table1.budget(n, False, "passes")["epochs"]
+             for n in (100, 1000, 10000)]
+    assert share == sorted(share, reverse=True)
+    # the fixed protocol is what it was: BUDGET's pretraining, the defaults' game
+    assert table1.budget(1000, False) == table1.budget(1000, False, "fixed") == {"pretrain_epochs": 40}
+    assert table1.budget(60, True, "passes", 20) == {**table1.SMOKE_PASSES, "cls_steps": 3, "tch_steps": 1,
+                                                     "dis_steps": 2}
+    with pytest.raises(ConfigError, match="protocol"):
+        table1.budget(100, False, "epochs")
+
+
+def _fake_runs() -> pd.DataFrame:
+    sup = [0.90, 0.91, 0.92, 0.93]
+    acc = {"supervised": sup,
+           "kdgan": [s + d for s, d in zip(sup, (0.011, 0.009, 0.011, 0.009))],  # +1.0 +- 0.1
+           "codis": [s + 0.01 + d for s, d in zip(sup, (-0.01, 0.01, -0.02, 0.02))],  # kdgan - codis: 0 on average
+           "teacher": [0.99] * 4}
+    acc["distn"] = [k + 0.02 for k in acc["kdgan"]]  # kdgan - distn = -2 on every seed
+    rows = [{"method": m, "n": 100, "seed": s, "status": "DONE", "test_acc": a, "last_test_acc": a - 0.001}
+            for m, accs in acc.items() for s, a in enumerate(accs)]
+    rows.append({"method": "nagan", "n": 100, "seed": 0, "status": "DONE", "test_acc": 0.5, "last_test_acc": 0.1})
+    return pd.DataFrame(rows)
+
+
+def test_paired_intervals_and_their_verdicts():
+    runs = _fake_runs()
+    methods = [m for m in table1.TABLE_METHODS if m in set(runs["method"])]
+    pairs = tables.table1_pairs(methods, table1.DISTILLERS)
+    assert pairs == [("kdgan", "supervised"), ("kdgan", "distn"), ("kdgan", "codis"), ("kdgan", "nagan"),
+                     ("distn", "supervised"), ("codis", "supervised"), ("nagan", "supervised")]
+    p = tables.paired_table(runs, pairs).set_index(["a", "b"])
+    r = p.loc[("kdgan", "supervised")]
+    half = 3.182446 * 0.11547005 / 2  # t(0.975, 3) * sd / sqrt(4)
+    assert r["seeds"] == 4 and r["diff"] == pytest.approx(1.0)
+    assert (r["low"], r["high"]) == pytest.approx((1.0 - half, 1.0 + half), abs=1e-4)
+    assert r["verdict"] == "above" and r["last_verdict"] == "above"
+    assert p.loc[("kdgan", "distn"), "diff"] == pytest.approx(-2.0) and p.loc[("kdgan", "distn"), "verdict"] == "below"
+    assert p.loc[("kdgan", "codis"), "verdict"] == "not distinguishable"
+    assert p.loc[("distn", "supervised"), "verdict"] == "above"
+    assert p.loc[("kdgan", "nagan"), "seeds"] == 1 and p.loc[("kdgan", "nagan"), "verdict"] == "too few seeds"
+    text = tables.paired_markdown(tables.paired_table(runs, pairs))
+    assert "| 100 | kdgan | distn | 4 | 92.50 | 94.50 | -2.00 [-2.00, -2.00] | below |" in text
+    assert ("- n=100: kdgan is above supervised; below distn; not distinguishable from codis; "
+            "too few seeds to tell against nagan") in text
+    assert "- n=100: distn is above supervised" in text
+    # the passes table has them, the supervised targets and the wall time per n; the fixed one does not
+    runs = runs.assign(val_acc=runs["test_acc"], best_epoch=3, epochs_run=5, wall_s=10.0, pretrain_s=2.0,
+                       n=1000)
+    passes, fixed = table1.table(runs, "passes"), table1.table(runs, "fixed")
+    assert "## Paired comparisons" in passes and "## Paired comparisons" not in fixed
+    assert "- n=1,000: supervised 91.50 over 4 seeds vs target 96.0: NOT met" in passes
+    assert "| kdgan | 1,000 | 4 | 10 | 2 | 5.0 | 3.0 | 40 |" in passes
+    assert fixed == tables.table1_markdown(runs, [m for m in table1.TABLE_METHODS if m in set(runs["method"])],
+                                           table1.TARGETS)
+
+
+@pytest.mark.slow
+def test_table1_passes_protocol_runs_records_and_refuses_a_mix(blobs_npz, tmp_path, capsys):
+    chosen = tmp_path / "chosen"  # the hyperparameters, as an earlier benchmark chose them
+    chosen.mkdir()
+    (chosen / "selection.json").write_text(json.dumps({"chosen": {"supervised": {}, "kdgan": {}}, "grid": {}}))
+    out = tmp_path / "t1p"
+    argv = ["--smoke", "--protocol", "passes", "--dataset", str(blobs_npz), "--n", "60", "--seeds", "0", "1",
+            "--methods", "supervised", "kdgan", "--reuse", str(chosen), "--out", str(out), *TINY_SET]
+    assert table1.main(argv) == 0
+    protocol = json.loads((out / "protocol.json").read_text())
+    assert protocol["protocol"] == "passes"
+    b = protocol["budgets"]["60"]  # batch_size 20 from --set: 3 classifier steps a pass
+    assert (b["cls_steps"], b["tch_steps"], b["dis_steps"], b["patience"]) == (3, 1, 2, 2)
+    assert "| 60 |" in (out / "protocol.md").read_text()
+    summary = json.loads((out / "n60" / "kdgan-s0" / "summary.json").read_text())
+    assert summary["config"]["cls_steps"] == 3 and summary["config"]["patience"] == 2
+    text = (out / "table.md").read_text()
+    assert "## Paired comparisons" in text and "| 60 | kdgan | supervised | 2 |" in text
+    assert (out / "curves-n60.png").exists() and "### n = 60" in (out / "plateau.md").read_text()
+    # the folder remembers its protocol: resumed without --protocol, rendered the same
+    capsys.readouterr()
+    assert table1.main([a for a in argv if a not in ("--protocol", "passes")]) == 0
+    assert "== " not in capsys.readouterr().out
+    assert table1.main(["--report-only", "--out", str(out)]) == 0
+    assert (out / "table.md").read_text() == text
+    # a folder of one protocol refuses the other
+    assert table1.main(["--report-only", "--protocol", "fixed", "--out", str(out)]) == 2
+    assert "protocol" in capsys.readouterr().err
+    fixed = tmp_path / "t1f"
+    assert table1.main([a for a in argv if a not in ("--protocol", "passes")][:-len(TINY_SET) - 2]
+                       + ["--out", str(fixed), *TINY_SET]) == 0
+    assert not (fixed / "protocol.json").exists()
+    assert table1.main(argv[:-len(TINY_SET) - 2] + ["--out", str(fixed), *TINY_SET]) == 2
+    assert "fixed protocol" in capsys.readouterr().err
+
+
+def test_committed_table1_renders_as_it_was(tmp_path):
+    """results/table1 (the fixed protocol) re-rendered with --report-only gives its committed
+    table.md and plateau.md, byte for byte, and no protocol file."""
+    from pathlib import Path
+
+    committed = Path(__file__).resolve().parents[1] / "results" / "table1"
+    if not (committed / "table.md").exists():
+        pytest.skip("results/table1 is not in this checkout")
+    copy = tmp_path / "table1"
+    shutil.copytree(committed, copy, ignore=shutil.ignore_patterns("pretrain", "*.pt"))
+    assert table1.main(["--report-only", "--out", str(copy)]) == 0
+    for name in ("table.md", "plateau.md", "select.md"):
+        assert (copy / name).read_text() == (committed / name).read_text(), name
+    assert not (copy / "protocol.json").exists()
+    pd.testing.assert_frame_equal(pd.read_parquet(copy / "runs.parquet"), pd.read_parquet(committed / "runs.parquet"))

@@ -9,6 +9,7 @@ what pretraining depends on by watching which config fields it reads, and hold t
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -254,3 +255,100 @@ def test_a_pretraining_lock_held_too_long_is_an_error_naming_it(tmp_path, monkey
         holder.release()
     with _cache_lock(path, 0.5):  # free again: taken at once
         pass
+
+
+# ------------------------------------------------------------------ early stopping (patience)
+def _supervised(npz: Path, **kw) -> Config:
+    return Config(dataset=str(npz), **{**TINY, "method": "supervised", "seed": 3, "epochs": 12, **kw})
+
+
+def _played(cfg: Config) -> Run:
+    run = Run(cfg)
+    run.pretrain()
+    while not run.finished:
+        run.play_epoch()
+    return run
+
+
+def _no_clocks(run) -> list[dict]:
+    """The history without its clocks, NaN (epoch 0's tau) as None so that rows compare."""
+    return [{k: (None if v != v else v) for k, v in row.items() if not k.startswith("time/")}
+            for row in run.history]
+
+
+def test_patience_is_checked():
+    for bad in (-1, "x"):
+        with pytest.raises(ConfigError, match="patience"):
+            Config.from_dict({"patience": bad})
+    assert Config().patience == 0
+
+
+def test_a_run_stops_after_patience_epochs_without_a_new_best(blobs_npz):
+    """A student that cannot learn (a learning rate of 1e-9) never beats epoch 0's validation
+    accuracy: with patience 2 it stops after epoch 2, its best epoch is 0."""
+    run = _played(_supervised(blobs_npz, cls_lr=1e-9, patience=2))
+    s = run.summary()
+    assert run.stopped_early and s["stopped_early"] is True
+    assert s["epochs_run"] == 2 < run.cfg.epochs and s["best_epoch"] == 0
+    assert [h["epoch"] for h in run.history] == [0, 1, 2]
+    with pytest.raises(RuntimeError, match="finished"):
+        run.play_epoch()
+
+
+def test_patience_zero_or_never_reached_changes_nothing(blobs_npz):
+    """patience=0 (the default) plays every epoch; a patience the run never reaches gives the
+    same epochs, bit for bit, as no patience at all; the summary of a run without patience has
+    no stopped_early (the summaries written before it stay as they were)."""
+    plain = _played(_supervised(blobs_npz, epochs=4))
+    loose = _played(_supervised(blobs_npz, epochs=4, patience=10))
+    assert plain.epoch == loose.epoch == 4
+    assert _no_clocks(plain) == _no_clocks(loose)
+    assert "stopped_early" not in plain.summary() and loose.summary()["stopped_early"] is False
+    for name, w in plain.game.players["cls"].state_dict().items():
+        assert torch.equal(w, loose.game.players["cls"].state_dict()[name])
+
+
+def test_early_stopping_is_the_same_after_a_resume(blobs_npz, tmp_path, monkeypatch):
+    """Seed 4 stops at epoch 8 of 12 (the patience rule reads the history alone): killed after
+    epoch 3 and resumed from its checkpoint, it stops at the same epoch with the same history."""
+    from kdgan import train as train_mod
+
+    cfg = _supervised(blobs_npz, seed=4, patience=2, cls_lr=1e-3)
+    straight = train_mod.train(cfg, tmp_path / "straight", quiet=True)
+    assert straight["stopped_early"] and straight["epochs_run"] < cfg.epochs
+    calls = {"n": 0}
+    real_play = Run.play_epoch
+
+    def dies(self):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real_play(self)
+
+    monkeypatch.setattr(Run, "play_epoch", dies)
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.train(cfg, tmp_path / "resumed", quiet=True)
+    monkeypatch.setattr(Run, "play_epoch", real_play)
+    resumed = train_mod.train(cfg, tmp_path / "resumed", quiet=True)
+    for s in (straight, resumed):
+        s.pop("wall_s"), s.pop("pretrain_s")
+    assert json.dumps(resumed, sort_keys=True) == json.dumps(straight, sort_keys=True)  # NaN too
+
+
+def test_population_members_stop_each_on_its_own(blobs_npz):
+    """Seeds 3, 4, 5 stop at different epochs on their own; as one population each member
+    stops where its single run does, and the others play on."""
+    from kdgan.population import Population
+
+    cfg = _supervised(blobs_npz, patience=2, cls_lr=1e-3)
+    singles = [_played(cfg.replace(seed=s)) for s in (3, 4, 5)]
+    stops = [r.epoch for r in singles]
+    assert len(set(stops)) > 1 and max(stops) < cfg.epochs  # the test's premise
+    pop = Population(cfg.replace(population=3))
+    pop.pretrain()
+    while not pop.finished:
+        pop.play_epoch()
+    assert pop.epoch == max(stops) and [m.epoch for m in pop.members] == stops
+    for m, r in zip(pop.members, singles):
+        assert _no_clocks(m) == _no_clocks(r)
+    assert [row["epochs_run"] for row in pop.member_rows()] == stops
