@@ -92,23 +92,30 @@ def describe(exp: dict) -> str:
         init = sum(i["ray_init_s"] for i in inv)
         lines.append(f"- of which starting Ray {init:.1f} s; without it the overhead is "
                      f"{100 * ((wall - init) / ideal - 1):+.1f}%")
-    first = e[e["epoch"] == 0].set_index("trial_id")
-    pre = first["time/epoch_s"]  # epoch 0's time is the pretraining (or the wait and the read)
+    # epoch 0's time is the pretraining (or the wait and the read), a row per run: one per
+    # trial, or one per member of a trial's seed population
+    first = e[e["epoch"] == 0].reset_index(drop=True)
+    pre = first["time/epoch_s"]
+    what = "member run" if "seed" in first and first["seed"].nunique() > 1 else "trial"
     if len(pre) > 1:
         cached = (first["pretrain/from_cache"] == 1) if "pretrain/from_cache" in first else pre < pre.max()
         computed = pre[~cached]
         per_run = computed.mean()
-        lines.append(f"- pretraining: computed by {len(computed)} trial(s) in {per_run:.1f} s, read from the "
-                     f"shared cache by {int(cached.sum())} trials in {pre[cached].median():.2f} s (median; "
-                     f"a trial that waited on the lock counts its wait): saved "
+        lines.append(f"- pretraining: computed by {len(computed)} {what}(s) in {per_run:.1f} s, read from the "
+                     f"shared cache by {int(cached.sum())} {what}s in {pre[cached].median():.2f} s (median; "
+                     f"a run that waited on the lock counts its wait): saved "
                      f"{cached.sum() * per_run - pre[cached].sum():.0f} s of trial time")
     done = t[t["best_val_acc"].notna()]
     if not done.empty:
         b = done.loc[done["best_val_acc"].idxmax()]
         searched = [c for c in ("alpha", "beta", "gamma") if c in b]
         lines.append(f"- best trial {b['trial_id']}: " + ", ".join(f"{c} = {b[c]:.4g}" for c in searched)
-                     + f"; validation {100 * b['best_val_acc']:.2f}, test {100 * b['test_acc']:.2f}"
-                     f" (epoch {int(b['best_epoch'])})")
+                     + (f"; validation {100 * b['best_val_acc']:.2f} +- {100 * b['best_val_acc_se']:.2f}, "
+                        f"test {100 * b['test_acc']:.2f} +- {100 * b['test_acc_se']:.2f} (means +- "
+                        f"standard errors over {int(b['members'])} seeds)"
+                        if b.get("members", 1) > 1 else
+                        f"; validation {100 * b['best_val_acc']:.2f}, test {100 * b['test_acc']:.2f}"
+                        f" (epoch {int(b['best_epoch'])})"))
         lines.append(f"- validation accuracy over finished trials: median {100 * done['best_val_acc'].median():.2f},"
                      f" min {100 * done['best_val_acc'].min():.2f}")
     return "\n".join(lines)
