@@ -93,11 +93,13 @@ class Plan:
     def out(self) -> Path:
         return self.experiment / ("confirm-smoke" if self.smoke else "confirm")
 
+    threads: int = 0  # torch CPU threads of the runs (0: torch's default)
+
     def config(self, candidate: Candidate) -> Config:
         """The candidate as one seed population over the fresh seeds."""
         return Config.from_dict({**candidate.values, "seed": self.seeds[0],
                                  "population": len(self.seeds),
-                                 "pretrain_cache": self.pretrain_cache,
+                                 "pretrain_cache": self.pretrain_cache, "threads": self.threads,
                                  **(SMOKE if self.smoke else {})})
 
     def run_dir(self, candidate: Candidate) -> Path:
@@ -179,7 +181,7 @@ def _label(trial_id: str) -> str:
     return "trial-" + re.sub(r"[^A-Za-z0-9._-]", "_", trial_id)
 
 
-def make_plan(experiment: Path, top: int, m: int, smoke: bool = False) -> Plan:
+def make_plan(experiment: Path, top: int, m: int, smoke: bool = False, threads: int = 0) -> Plan:
     """Everything the confirmation will run, checked: a bad input raises ConfirmError here,
     before any run starts."""
     if top < 1:
@@ -211,7 +213,7 @@ def make_plan(experiment: Path, top: int, m: int, smoke: bool = False) -> Plan:
     pretrain = (cache[0] if len(cache) == 1 and cache[0] and Path(cache[0]).expanduser().is_dir()
                 else str(experiment / "pretrain"))
     plan = Plan(experiment, len(trials), len(finished), searched, used, fresh_seeds(used, m),
-                candidates, smoke, pretrain)
+                candidates, smoke, pretrain, threads)
     for c in candidates:  # every configuration valid before the first run
         try:
             plan.config(c)
@@ -430,10 +432,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=5, help="how many fresh seeds (default 5)")
     p.add_argument("--smoke", action="store_true",
                    help="the tiny budget kdgan.spaces.SMOKE on every run")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (default 0: torch's own choice). On a machine busy "
+                        "with other work, 1 is much faster than threads that wait for each other")
     args = p.parse_args(argv)
     command = shlex.join(["python", "-m", "kdgan.confirm", *argv])
     try:
-        plan = make_plan(args.experiment, args.top, args.seeds, args.smoke)
+        if args.threads < 0:
+            raise ConfirmError(f"--threads {args.threads}: expected an integer >= 0")
+        plan = make_plan(args.experiment, args.top, args.seeds, args.smoke, args.threads)
         check_saved(plan)
         print(f"confirming {len(plan.candidates) - 1} trial(s) and the defaults of {plan.experiment} "
               f"on seeds {', '.join(map(str, plan.seeds))}; searched: {', '.join(plan.searched)}",

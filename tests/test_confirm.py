@@ -124,6 +124,7 @@ def test_plan_reads_a_population_and_any_varying_field(tmp_path):
     (["--top", "0"], "--top 0: expected an integer >= 1"),
     (["--seeds", "0"], "--seeds 0: expected an integer >= 1"),
     (["--seeds", "-2"], "--seeds -2: expected an integer >= 1"),
+    (["--threads", "-1"], "--threads -1: expected an integer >= 0"),
     (["--top", "4"], "--top 4: the experiment has 3 finished trials"),
 ])
 def test_bad_arguments_are_one_line_exit_2_before_any_run(tmp_path, capsys, args, said):
