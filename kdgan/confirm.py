@@ -88,12 +88,11 @@ class Plan:
     candidates: list[Candidate]   # the defaults first
     smoke: bool
     pretrain_cache: str
+    threads: int = 0  # torch CPU threads of the runs (0: torch's default)
 
     @property
     def out(self) -> Path:
         return self.experiment / ("confirm-smoke" if self.smoke else "confirm")
-
-    threads: int = 0  # torch CPU threads of the runs (0: torch's default)
 
     def config(self, candidate: Candidate) -> Config:
         """The candidate as one seed population over the fresh seeds."""
