@@ -6,7 +6,8 @@
 A: one population of P members (kdgan.population; --backend, default auto: the loop on a
 CPU). B: the P single runs of the same seeds, one after another in the same process (what a
 script running seed after seed does, without the start-up of a process per run). Both train
-MNIST kdgan at n = 100 with the defaults, pretrained players read from one shared cache that
+MNIST kdgan at n = 100 with the defaults (one torch thread, as in a search's trials),
+pretrained players read from one shared cache that
 is filled before any timing (pretraining is shared between runs either way), so the clocks
 cover the game epochs and their evaluations. A and B alternate (A B A B ...) and the ratio is
 taken pair by pair, so that a drift of the machine's speed hits both sides of a pair alike.
@@ -81,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=30, help="game epochs (default 30, the default)")
     p.add_argument("--pretrain-cache", type=Path, default=Path("~/kdgan_results/pretrain-mnist"),
                    help="the shared cache of pretrained players (filled first if empty)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads of both sides (default 1, as Ray gives a search's trials)")
     p.add_argument("--backend", choices=("auto", "loop", "vmap"), default="auto",
                    help="the population's backend (default auto: the loop on a CPU)")
     p.add_argument("--quick", action="store_true", help="tiny budget: 2 members, 2 epochs, 1 pair")
@@ -92,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     values = {"dataset": "mnist", "n": 100, "method": "kdgan", "epochs": args.epochs,
               "pretrain_cache": str(args.pretrain_cache.expanduser()), "device": "cpu",
+              "threads": args.threads,
               "population_backend": args.backend}
     if args.quick:
         from kdgan.spaces import SMOKE

@@ -261,7 +261,12 @@ def run_or_read(cfg: Config, run_dir: Path,
     from kdgan.game import NonFiniteLossError, effective_config
 
     try:
-        return runner(cfg, run_dir), DONE, True
+        summary = runner(cfg, run_dir)
+        # a finished population's checkpoint is its whole game, every member's (about 1 GB
+        # for 10 members at MNIST's sizes) and nothing reads it again: summary.json,
+        # history.parquet and model.pt (each member's selected model) are what is kept
+        (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+        return summary, DONE, True
     except NonFiniteLossError as e:  # recorded, so that a second invocation reads it back
         record = {"error": str(e), "config": effective_config(cfg).to_dict()}  # as summary.json's
         atomic_write(run_dir / DIVERGED_FILE, lambda tmp: tmp.write_text(json.dumps(record, indent=2)))

@@ -240,6 +240,9 @@ def test_a_real_confirmation_of_tiny_runs_pairs_seeds_and_resumes(blobs_npz, tmp
     assert len(list((exp / "pretrain").glob("*.pt"))) == 2 * 3
     md = (exp / "confirm.md").read_text()
     assert "Seeds: 1, 2" in md and "--top 2 --seeds 2" in md
+    # a finished population keeps its summary, history and models, not its whole game
+    assert not list((exp / "confirm").glob("*/seeds1-2/checkpoint.pt"))
+    assert len(list((exp / "confirm").glob("*/seeds1-2/model.pt"))) == 3
     summaries = sorted((exp / "confirm").glob("*/seeds1-2/summary.json"))
     mtimes = [p.stat().st_mtime_ns for p in summaries]
     assert len(summaries) == 3
