@@ -171,6 +171,11 @@ def build_report(experiments: list[Path], runs: list[Path], out: Path,
             md.append(f"- seed noise: pooled within-trial std of the members' validation accuracy "
                       f"{_pp(noise['sd'])} points ({noise['df']} degrees of freedom); SE of a trial's "
                       f"mean of {noise['members']} members (std / sqrt({noise['members']})): {_pp(noise['se'])}")
+            members = load_members(*experiments)
+            per_seed = members.groupby("seed")["val_acc"].mean()
+            md.append("- the members' mean validation accuracy per seed over every trial: " + ", ".join(
+                f"seed {int(k)} {_pp(v)}" for k, v in per_seed.items())
+                + " (what the seeds share, which a comparison between trials on the same seeds cancels)")
         else:
             md.append("- seed noise: one member per trial, so it cannot be measured")
         md.append("")

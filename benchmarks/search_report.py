@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(exps) > 1:
         curves = pd.DataFrame({f"{x['name']} ({x['invocations'][-1]['sampler']})": best_after_k(x["study"])
                                for x in exps})
-        ks = [k for k in (4, 8, 12, 16, 24, 32, 48, 64) if k <= len(curves)]
+        ks = [k for k in (4, 8, 12, 16, 20, 24, 32, 48, 64) if k <= len(curves)]
         print("best validation accuracy (%) after k trials\n")
         print("| k | " + " | ".join(curves.columns) + " |")
         print("|---|" + "---|" * len(curves.columns))
