@@ -393,8 +393,8 @@ def markdown(plan: Plan, runs: pd.DataFrame, table: pd.DataFrame, command: str) 
                      f"{' | '.join(diffs)} | {r.verdict or '(the reference)'} |")
     lines += ["",
               "Accuracies in percent, at each run's best validation epoch: mean +- std over the "
-              "seeds that finished. 'search val' is the trial's score in the search (one seed, "
-              "the score it was picked by: optimistic).",
+              "seeds that finished. 'search val' is the trial's score in the search (on its seeds, "
+              "one or a population's mean: the score it was picked by, so optimistic).",
               f"A difference is the configuration's accuracy minus the defaults', seed by seed, "
               f"averaged over the n seeds both finished (n = {len(plan.seeds)} unless one diverged); its "
               f"interval is the paired Student t interval mean +- t({(1 + LEVEL) / 2:.3f}, n - 1) "
