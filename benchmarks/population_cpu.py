@@ -40,11 +40,12 @@ def _play(run) -> None:
         run.play_epoch()
 
 
-def population(cfg: Config, size: int) -> tuple[float, pd.DataFrame]:
+def population(cfg: Config, size: int) -> tuple[float, pd.DataFrame, str]:
+    """Seconds, the history and the backend of one population of `size` members."""
     t0 = time.perf_counter()
     pop = Population(cfg.replace(population=size))  # its backend: cfg.population_backend
     _play(pop)
-    return time.perf_counter() - t0, pop.history_frame()
+    return time.perf_counter() - t0, pop.history_frame(), pop.backend
 
 
 def singles(cfg: Config, size: int) -> tuple[float, pd.DataFrame]:
@@ -110,9 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         Run(cfg.replace(seed=cfg.seed + k)).pretrain()
     rows = []
     for i in range(args.pairs):
-        a_s, a_hist = population(cfg, size)
+        a_s, a_hist, backend = population(cfg, size)
         b_s, b_hist = singles(cfg, size)
-        backend = Population(cfg.replace(population=size)).backend if i == 0 else backend
         if i == 0 and not _same(a_hist, b_hist, exact=backend == "loop"):
             print("error: the population's members differ from the single runs", file=sys.stderr)
             return 1

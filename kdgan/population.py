@@ -226,6 +226,8 @@ class Population:
         return {"best_val_acc": float(np.mean(val)), "best_val_acc_se": standard_error(val),
                 "test_acc": float(np.mean(test)), "test_acc_se": standard_error(test),
                 "members": len(ms),
+                # the selected epoch: the member's own, or the members' median
+                "best_epoch": int(np.median([m["best_epoch"] for m in ms])),
                 # the curve ASHA compares: each member's latest validation accuracy (a diverged
                 # member's last one), averaged
                 "val_acc_curve": float(np.mean([m["last_val_acc"] for m in ms]))}
@@ -272,8 +274,7 @@ class Population:
                                      "torch") if k in first}
         out.update({"n": self.cfg.n, "seed": self.cfg.seed,
                     "val_acc": b["best_val_acc"], "test_acc": b["test_acc"],
-                    # the members' median selected epoch
-                    "best_epoch": int(np.median([m["best_epoch"] for m in members])),
+                    "best_epoch": b["best_epoch"],
                     "last_val_acc": float(np.mean([m["last_val_acc"] for m in members])),
                     "last_test_acc": float(np.mean([m["last_test_acc"] for m in members])),
                     "epochs_run": max(m["epochs_run"] for m in members),

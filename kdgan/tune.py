@@ -107,7 +107,7 @@ def kdgan_trainable(config: dict[str, Any]) -> None:
                    "members": best["members"],
                    # what ASHA compares: the members' mean curve (a diverged member's last value)
                    "val/acc": best["val_acc_curve"],
-                   "best_epoch": int(run.summary()["best_epoch"]), "epochs_total": run.cfg.epochs,
+                   "best_epoch": best["best_epoch"], "epochs_total": run.cfg.epochs,
                    "wall_s": run.wall_s, "trial_s": time.perf_counter() - started, "life": life,
                    "diverged": False, "error": "", **node, **(extra or {}),
                    # each member's row of this epoch and each member's selection so far, for
