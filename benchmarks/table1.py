@@ -255,16 +255,17 @@ def save_selection(out: Path, chosen: dict[str, dict], grid: dict[str, list],
     write_text(path, json.dumps(saved, indent=2))
 
 
-def reused_selection(source: Path, methods: list[str]) -> dict[str, dict]:
-    """The choices of an earlier benchmark (`--reuse`) for `methods`; a method with a grid
-    that the earlier benchmark did not select for is an error (its choice would be a guess)."""
+def reused_selection(source: Path, methods: list[str], flag: str = "--reuse") -> dict[str, dict]:
+    """The choices of an earlier benchmark (`--reuse`, `--reuse-selection`) for `methods`; a
+    method with a grid that the earlier benchmark did not select for is an error (its choice
+    would be a guess)."""
     path = source / "selection.json"
     if not path.is_file():
-        raise ConfigError(f"--reuse {source}: no {path} (run the benchmark there first)")
+        raise ConfigError(f"{flag} {source}: no {path} (run the benchmark there first)")
     chosen = json.loads(path.read_text())["chosen"]
     missing = [m for m in methods if len(GRID.get(m, [{}])) > 1 and m not in chosen]
     if missing:
-        raise ConfigError(f"--reuse {source}: {path} has no choice for {', '.join(missing)}")
+        raise ConfigError(f"{flag} {source}: {path} has no choice for {', '.join(missing)}")
     return {m: chosen.get(m, GRID.get(m, [{}])[0]) for m in methods}
 
 
@@ -402,7 +403,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="run no validation grid: take the hyperparameters from DIR/selection.json "
                         "and the pretrained players from DIR/pretrain (an ablation of the main "
                         "table, e.g. --set unlabeled=2000 --reuse results/table1)")
+    p.add_argument("--reuse-selection", type=Path, default=None, metavar="DIR",
+                   help="run no validation grid: take the hyperparameters from DIR/selection.json "
+                        "and pretrain in OUT (another protocol's table with the same choices, "
+                        "e.g. --protocol passes --reuse-selection results/table1)")
     args = p.parse_args(argv)
+    if args.reuse and args.reuse_selection:
+        print("error: --reuse and --reuse-selection exclude each other (--reuse also takes "
+              "DIR/pretrain)", file=sys.stderr)
+        return 2
+    source = args.reuse or args.reuse_selection
+    flag = "--reuse" if args.reuse else "--reuse-selection"
     try:
         protocol = check_protocol(args.out, args.protocol)
     except ConfigError as e:
@@ -425,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
                     Config.from_dict({**base, **budget(n, args.smoke, protocol,
                                                        int(base.get("batch_size", Config.batch_size))),
                                       **overrides, "method": method, "n": n})
-        reused = reused_selection(args.reuse, args.methods) if args.reuse else None
+        reused = reused_selection(source, args.methods, flag) if source else None
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -438,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if reused is not None:
             chosen = reused
-            save_selection(args.out, chosen, {}, args.reuse)
+            save_selection(args.out, chosen, {}, source)
         else:
             chosen = select(bench, args.methods, select_n, select_seeds, population)
         previous = args.out / "runs.parquet"

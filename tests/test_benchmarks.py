@@ -142,6 +142,10 @@ def test_table1_selects_on_validation_runs_every_method_and_resumes(blobs_npz, t
     assert table1.main(["--report-only", "--out", str(ablation), "--versus", str(tmp_path)]) == 2
     assert table1.main(["--reuse", str(tmp_path), "--out", str(tmp_path / "y")]) == 2
     assert "selection.json" in capsys.readouterr().err and not (tmp_path / "y").exists()
+    assert table1.main(["--reuse-selection", str(tmp_path), "--out", str(tmp_path / "y")]) == 2
+    assert "--reuse-selection" in capsys.readouterr().err and not (tmp_path / "y").exists()
+    assert table1.main(["--reuse", str(out), "--reuse-selection", str(out), "--out", str(tmp_path / "y")]) == 2
+    assert "exclude each other" in capsys.readouterr().err and not (tmp_path / "y").exists()
     # a run made with other hyperparameters than the selection's is refused, not read back
     row = runs[(runs["method"] == "supervised") & (runs["seed"] == 1)].iloc[0]
     summary_file = out / row["run_dir"] / "summary.json"
@@ -588,8 +592,12 @@ def test_table1_passes_protocol_runs_records_and_refuses_a_mix(blobs_npz, tmp_pa
     (chosen / "selection.json").write_text(json.dumps({"chosen": {"supervised": {}, "kdgan": {}}, "grid": {}}))
     out = tmp_path / "t1p"
     argv = ["--smoke", "--protocol", "passes", "--dataset", str(blobs_npz), "--n", "60", "--seeds", "0", "1",
-            "--methods", "supervised", "kdgan", "--reuse", str(chosen), "--out", str(out), *TINY_SET]
+            "--methods", "supervised", "kdgan", "--reuse-selection", str(chosen), "--out", str(out), *TINY_SET]
     assert table1.main(argv) == 0
+    # the choices came from `chosen`; the pretraining was written here, not there
+    assert not (chosen / "pretrain").exists() and any((out / "pretrain").glob("*.pt"))
+    assert json.loads((out / "selection.json").read_text())["reused_from"] == str(chosen)
+    assert not (out / "select").exists()
     protocol = json.loads((out / "protocol.json").read_text())
     assert protocol["protocol"] == "passes"
     b = protocol["budgets"]["60"]  # batch_size 20 from --set: 3 classifier steps a pass
