@@ -152,6 +152,14 @@ class Config:
     """Game epochs without a new best validation accuracy after which a run stops (early
     stopping; epoch 0, after pretraining, counts as an epoch with a validation accuracy);
     0 = never: the run plays all its `epochs`."""
+    lr_plateau: int = 0
+    """Game epochs without a new best validation accuracy after which every player's game
+    learning rate is multiplied by `lr_factor`, and again after each further `lr_plateau`
+    epochs without one (the rule of Keras' and torch's ReduceLROnPlateau, read from the
+    history alone, so a resumed run has the same rates; epoch 0 counts, as for `patience`);
+    0 = constant learning rates."""
+    lr_factor: float = 0.5
+    """The factor of each `lr_plateau` reduction, in (0, 1)."""
 
     # --- the game ---------------------------------------------------------------------
     alpha: float = 0.2
@@ -295,9 +303,12 @@ class Config:
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}={getattr(self, key)}: expected an integer >= 1")
         for key in ("unlabeled", "val_size", "pretrain_epochs", "dis_pretrain_epochs", "epochs",
-                    "patience", "cls_steps", "tch_steps", "dis_steps", "threads"):
+                    "patience", "lr_plateau", "cls_steps", "tch_steps", "dis_steps", "threads"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}={getattr(self, key)}: expected an integer >= 0")
+        if not 0.0 < self.lr_factor < 1.0:
+            raise ConfigError(f"lr_factor={self.lr_factor}: expected a value in (0, 1) (the "
+                              "factor of each lr_plateau reduction)")
         if self.cls_pretrain_epochs < -1:
             raise ConfigError(f"cls_pretrain_epochs={self.cls_pretrain_epochs}: expected -1 (as "
                               "pretrain_epochs) or an integer >= 0")

@@ -148,6 +148,13 @@ class Game:
         decay = getattr(self.cfg, f"{name}_weight_decay")
         return torch.optim.Adam(self.players[name].parameters(), lr=lr, weight_decay=decay)
 
+    def scale_lr(self, scale: float) -> None:
+        """Set every game optimiser's learning rate to its player's `<player>_lr` x scale
+        (Adam's moments are kept)."""
+        for name, opt in self.optimizers.items():
+            for group in opt.param_groups:
+                group["lr"] = getattr(self.cfg, f"{name}_lr") * scale
+
     @property
     def folds(self) -> torch.Tensor | None:
         """(n,) the fold of each training example when the teacher is out-of-fold, else None."""

@@ -111,6 +111,23 @@ def _cache_lock(path: Path, wait_s: float):
         lock.release()
 
 
+def plateau_scale(val_accs: list[float], plateau: int, factor: float) -> float:
+    """The learning-rate factor after the epochs whose validation accuracies are `val_accs`:
+    `factor` to the number of reductions, one each time `plateau` epochs in a row (counted
+    from the last best or the last reduction) bring no new best. 1 when plateau is 0."""
+    scale, best, wait = 1.0, float("-inf"), 0
+    if plateau <= 0:
+        return scale
+    for acc in val_accs:
+        if acc > best:
+            best, wait = acc, 0
+        else:
+            wait += 1
+            if wait >= plateau:
+                scale, wait = scale * factor, 0
+    return scale
+
+
 class Run:
     """A KDGAN (or baseline) run over its epochs. Epoch 0 is the state after pretraining."""
 
@@ -155,6 +172,12 @@ class Run:
         best = accs.index(max(accs))  # the first epoch of the best (history[i] is epoch i)
         return len(accs) - 1 - best >= p
 
+    @property
+    def lr_scale(self) -> float:
+        """The factor on every game learning rate for the next epoch (`lr_plateau`)."""
+        return plateau_scale([h["val/acc"] for h in self.history], self.cfg.lr_plateau,
+                             self.cfg.lr_factor)
+
     def pretrain(self) -> dict[str, float]:
         """Pretrain every player (or read them from the shared cache) and record epoch 0."""
         t0 = time.perf_counter()
@@ -177,7 +200,12 @@ class Run:
         t0 = time.perf_counter()
         e = self.epoch + 1
         tau = self.tau_at(e)
+        if self.cfg.lr_plateau:
+            scale = self.lr_scale
+            self.game.scale_lr(scale)
         terms = self.game.play_epoch(tau)
+        if self.cfg.lr_plateau:
+            terms["lr_scale"] = scale
         bad = [k for k, v in terms.items() if not np.isfinite(v)]
         if bad:
             raise NonFiniteLossError(f"epoch {e}: non-finite loss in {', '.join(bad)} "

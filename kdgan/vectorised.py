@@ -59,6 +59,8 @@ def unsupported(cfg: Config) -> str | None:
         return "text inputs (a tagged collection)"
     if cfg.log_grad_variance:
         return "log_grad_variance (per-term gradients of each member)"
+    if cfg.lr_plateau:
+        return "lr_plateau (each member's learning rates follow its own validation accuracy)"
     if "tch" in method.players and cfg.tch_folds:
         return "tch_folds (an out-of-fold teacher)"
     for player in method.players:

@@ -13,6 +13,7 @@ import json
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -308,14 +309,21 @@ def test_patience_zero_or_never_reached_changes_nothing(blobs_npz):
         assert torch.equal(w, loose.game.players["cls"].state_dict()[name])
 
 
-def test_early_stopping_is_the_same_after_a_resume(blobs_npz, tmp_path, monkeypatch):
+@pytest.mark.parametrize("lr_plateau", [0, 1])
+def test_early_stopping_is_the_same_after_a_resume(blobs_npz, tmp_path, monkeypatch, lr_plateau):
     """Seed 4 stops at epoch 8 of 12 (the patience rule reads the history alone): killed after
-    epoch 3 and resumed from its checkpoint, it stops at the same epoch with the same history."""
+    epoch 3 and resumed from its checkpoint, it stops at the same epoch with the same history,
+    every file the run writes the same. With lr_plateau 1 (seed 3, patience 4, which stops
+    at epoch 4) its learning rate was cut twice before the kill and is cut again after it."""
     from kdgan import train as train_mod
 
-    cfg = _supervised(blobs_npz, seed=4, patience=2, cls_lr=1e-3)
+    cfg = _supervised(blobs_npz, seed=3 if lr_plateau else 4, patience=2 + 2 * lr_plateau,
+                      cls_lr=1e-3, lr_plateau=lr_plateau)
     straight = train_mod.train(cfg, tmp_path / "straight", quiet=True)
     assert straight["stopped_early"] and straight["epochs_run"] < cfg.epochs
+    if lr_plateau:  # the premise: the rate was cut before the kill after epoch 3, and again later
+        scales = pd.read_parquet(tmp_path / "straight" / "history.parquet")["lr_scale"].tolist()
+        assert scales[1] == 1.0 and min(scales[1:4]) < 1.0 and min(scales[1:]) < min(scales[1:4])
     calls = {"n": 0}
     real_play = Run.play_epoch
 
@@ -333,14 +341,70 @@ def test_early_stopping_is_the_same_after_a_resume(blobs_npz, tmp_path, monkeypa
     for s in (straight, resumed):
         s.pop("wall_s"), s.pop("pretrain_s")
     assert json.dumps(resumed, sort_keys=True) == json.dumps(straight, sort_keys=True)  # NaN too
+    a, b = (pd.read_parquet(tmp_path / d / "history.parquet") for d in ("straight", "resumed"))
+    clocks = [c for c in a.columns if c.startswith("time/")]
+    pd.testing.assert_frame_equal(a.drop(columns=clocks), b.drop(columns=clocks))
+    assert sorted(p.name for p in (tmp_path / "straight").iterdir()) == sorted(
+        p.name for p in (tmp_path / "resumed").iterdir())
+    for name in ("train_indices.json",):
+        assert (tmp_path / "straight" / name).read_bytes() == (tmp_path / "resumed" / name).read_bytes()
+    models = [torch.load(tmp_path / d / "model.pt", weights_only=True) for d in ("straight", "resumed")]
+    weights = [m.pop("weights") for m in models]
+    assert models[0] == models[1] and weights[0].keys() == weights[1].keys()
+    for k, w in weights[0].items():
+        assert torch.equal(w, weights[1][k]), k
 
 
-def test_population_members_stop_each_on_its_own(blobs_npz):
+# ------------------------------------------------------------------ learning rate on plateaus
+def test_plateau_scale_reference_values():
+    from kdgan.run import plateau_scale
+
+    assert plateau_scale([], 3, 0.5) == 1.0
+    assert plateau_scale([0.5, 0.4, 0.4, 0.4], 0, 0.5) == 1.0       # 0: constant rates
+    assert plateau_scale([0.5, 0.4, 0.4], 3, 0.5) == 1.0             # 2 epochs without a best
+    assert plateau_scale([0.5, 0.4, 0.4, 0.4], 3, 0.5) == 0.5        # 3: one cut
+    assert plateau_scale([0.5, 0.5, 0.5, 0.5], 3, 0.5) == 0.5        # a tie is no new best
+    assert plateau_scale([0.5] + [0.4] * 6, 3, 0.5) == 0.25          # counted again after a cut
+    assert plateau_scale([0.5] + [0.4] * 5, 3, 0.5) == 0.5
+    assert plateau_scale([0.5, 0.4, 0.4, 0.6, 0.4, 0.4], 3, 0.5) == 1.0  # a new best resets
+    assert plateau_scale([0.5, 0.4, 0.4, 0.4, 0.6, 0.4, 0.4, 0.4], 3, 0.1) == pytest.approx(0.01)
+
+
+def test_lr_plateau_and_lr_factor_are_checked():
+    for key, bad in (("lr_plateau", -1), ("lr_plateau", "x"), ("lr_factor", 0.0), ("lr_factor", 1.0),
+                     ("lr_factor", 1.5), ("lr_factor", -0.5)):
+        with pytest.raises(ConfigError, match=key):
+            Config.from_dict({key: bad})
+    assert (Config().lr_plateau, Config().lr_factor) == (0, 0.5)
+
+
+def test_lr_plateau_cuts_every_players_game_rate(blobs_npz):
+    """A kdgan student that cannot learn (cls_lr 1e-12) never beats epoch 0's validation
+    accuracy: with lr_plateau 2 every player's rate is halved before epochs 3 and 5, the
+    history records the factor each epoch was played at, and the optimisers hold the rates."""
+    cfg = Config(dataset=str(blobs_npz), **{**TINY, "method": "kdgan", "seed": 3, "epochs": 6,
+                                            "cls_lr": 1e-12, "lr_plateau": 2})
+    run = _played(cfg)
+    assert len({h["val/acc"] for h in run.history}) == 1  # the premise: no new best
+    assert [h["lr_scale"] for h in run.history[1:]] == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+    assert "lr_scale" not in run.history[0]  # pretraining is not the game
+    for name, opt in run.game.optimizers.items():
+        assert {g["lr"] for g in opt.param_groups} == {getattr(cfg, f"{name}_lr") * 0.25}, name
+    assert set(run.game.optimizers) == {"cls", "tch", "dis"}
+    plain = _played(cfg.replace(lr_plateau=0))
+    assert "lr_scale" not in plain.history[-1]
+    for name, opt in plain.game.optimizers.items():
+        assert {g["lr"] for g in opt.param_groups} == {getattr(cfg, f"{name}_lr")}, name
+
+
+@pytest.mark.parametrize("lr_plateau", [0, 1])
+def test_population_members_stop_each_on_its_own(blobs_npz, lr_plateau):
     """Seeds 3, 4, 5 stop at different epochs on their own; as one population each member
-    stops where its single run does, and the others play on."""
+    stops where its single run does, and the others play on (with lr_plateau, each member's
+    learning rate follows its own history, as in its single run)."""
     from kdgan.population import Population
 
-    cfg = _supervised(blobs_npz, patience=2, cls_lr=1e-3)
+    cfg = _supervised(blobs_npz, patience=2, cls_lr=1e-3, lr_plateau=lr_plateau)
     singles = [_played(cfg.replace(seed=s)) for s in (3, 4, 5)]
     stops = [r.epoch for r in singles]
     assert len(set(stops)) > 1 and max(stops) < cfg.epochs  # the test's premise
