@@ -160,6 +160,11 @@ class Config:
     0 = constant learning rates."""
     lr_factor: float = 0.5
     """The factor of each `lr_plateau` reduction, in (0, 1)."""
+    lr_cuts: int = 0
+    """With `lr_plateau`: the most reductions a run takes; the plateau that would cut its
+    rates once more ends the run instead (a run whose validation accuracy creeps up by an
+    image now and then at a tiny rate stops, where `patience` alone would let it go on);
+    0 = no limit."""
 
     # --- the game ---------------------------------------------------------------------
     alpha: float = 0.2
@@ -303,12 +308,15 @@ class Config:
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}={getattr(self, key)}: expected an integer >= 1")
         for key in ("unlabeled", "val_size", "pretrain_epochs", "dis_pretrain_epochs", "epochs",
-                    "patience", "lr_plateau", "cls_steps", "tch_steps", "dis_steps", "threads"):
+                    "patience", "lr_plateau", "lr_cuts", "cls_steps", "tch_steps", "dis_steps", "threads"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}={getattr(self, key)}: expected an integer >= 0")
         if not 0.0 < self.lr_factor < 1.0:
             raise ConfigError(f"lr_factor={self.lr_factor}: expected a value in (0, 1) (the "
                               "factor of each lr_plateau reduction)")
+        if self.lr_cuts and not self.lr_plateau:
+            raise ConfigError(f"lr_cuts={self.lr_cuts} with lr_plateau=0: expected lr_plateau > 0 "
+                              "(lr_cuts limits the plateau rule's reductions)")
         if self.cls_pretrain_epochs < -1:
             raise ConfigError(f"cls_pretrain_epochs={self.cls_pretrain_epochs}: expected -1 (as "
                               "pretrain_epochs) or an integer >= 0")

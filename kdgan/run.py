@@ -111,21 +111,28 @@ def _cache_lock(path: Path, wait_s: float):
         lock.release()
 
 
-def plateau_scale(val_accs: list[float], plateau: int, factor: float) -> float:
-    """The learning-rate factor after the epochs whose validation accuracies are `val_accs`:
-    `factor` to the number of reductions, one each time `plateau` epochs in a row (counted
-    from the last best or the last reduction) bring no new best. 1 when plateau is 0."""
-    scale, best, wait = 1.0, float("-inf"), 0
+def plateaus(val_accs: list[float], plateau: int) -> int:
+    """How many plateaus the epochs whose validation accuracies are `val_accs` hold: one each
+    time `plateau` epochs in a row (counted from the last best or the last plateau) bring no
+    new best (a tie is none). 0 when plateau is 0."""
+    count, best, wait = 0, float("-inf"), 0
     if plateau <= 0:
-        return scale
+        return count
     for acc in val_accs:
         if acc > best:
             best, wait = acc, 0
         else:
             wait += 1
             if wait >= plateau:
-                scale, wait = scale * factor, 0
-    return scale
+                count, wait = count + 1, 0
+    return count
+
+
+def plateau_scale(val_accs: list[float], plateau: int, factor: float, cuts: int = 0) -> float:
+    """The learning-rate factor after the epochs of `val_accs`: `factor` to the number of
+    `plateaus`, at most `cuts` of them when cuts > 0."""
+    n = plateaus(val_accs, plateau)
+    return factor ** (min(n, cuts) if cuts > 0 else n)
 
 
 class Run:
@@ -163,12 +170,15 @@ class Run:
     @property
     def stopped_early(self) -> bool:
         """With `patience` p > 0: the last p recorded epochs brought no new best validation
-        accuracy (the first epoch of the best is p or more epochs back). A function of the
-        history alone, so a run resumed from its checkpoint stops where it would have."""
+        accuracy (the first epoch of the best is p or more epochs back). With `lr_cuts` c > 0:
+        the history holds more than c plateaus (`lr_plateau`). A function of the history
+        alone, so a run resumed from its checkpoint stops where it would have."""
+        accs = [h["val/acc"] for h in self.history]
+        if self.cfg.lr_cuts and plateaus(accs, self.cfg.lr_plateau) > self.cfg.lr_cuts:
+            return True
         p = self.cfg.patience
         if p <= 0 or len(self.history) <= p:
             return False
-        accs = [h["val/acc"] for h in self.history]
         best = accs.index(max(accs))  # the first epoch of the best (history[i] is epoch i)
         return len(accs) - 1 - best >= p
 
@@ -176,7 +186,7 @@ class Run:
     def lr_scale(self) -> float:
         """The factor on every game learning rate for the next epoch (`lr_plateau`)."""
         return plateau_scale([h["val/acc"] for h in self.history], self.cfg.lr_plateau,
-                             self.cfg.lr_factor)
+                             self.cfg.lr_factor, self.cfg.lr_cuts)
 
     def pretrain(self) -> dict[str, float]:
         """Pretrain every player (or read them from the shared cache) and record epoch 0."""
@@ -368,7 +378,7 @@ class Run:
             "device": str(self.device), "torch": torch.__version__,
             "config": cfg.to_dict(),
         }
-        if cfg.patience:  # only then, so that the summaries of runs without it stay as they were
+        if cfg.patience or cfg.lr_cuts:  # only then: the summaries of runs without them stay as they were
             out["stopped_early"] = self.stopped_early
         ranking = [m for m in METRICS if f"test/{m}" in h]
         if ranking:  # multi-label data: the ranking metrics at the selected and last epochs

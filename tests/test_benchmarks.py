@@ -526,7 +526,7 @@ def test_passes_budget_is_one_pass_per_epoch_in_the_default_ratio():
         b = table1.budget(n, False, "passes")
         assert {k: b[k] for k in table1.PASSES[n]} == table1.PASSES[n]
         assert b["pretrain_epochs"] == table1.BUDGET[n]["pretrain_epochs"] and 0 < b["patience"] < b["epochs"]
-        assert b["lr_plateau"] * 4 == b["patience"]  # three halvings, then the run stops
+        assert b["lr_plateau"] * 4 == b["patience"] and b["lr_cuts"] == 3  # three halvings, then a stop
         Config.from_dict({**b, "n": n})  # a valid configuration
     assert table1.budget(5000, False, "passes")["epochs"] == table1.PASSES[1000]["epochs"]
     # D's pretraining (in D steps) shrinks relative to the game's D steps as n grows

@@ -357,7 +357,7 @@ def test_early_stopping_is_the_same_after_a_resume(blobs_npz, tmp_path, monkeypa
 
 # ------------------------------------------------------------------ learning rate on plateaus
 def test_plateau_scale_reference_values():
-    from kdgan.run import plateau_scale
+    from kdgan.run import plateau_scale, plateaus
 
     assert plateau_scale([], 3, 0.5) == 1.0
     assert plateau_scale([0.5, 0.4, 0.4, 0.4], 0, 0.5) == 1.0       # 0: constant rates
@@ -368,14 +368,38 @@ def test_plateau_scale_reference_values():
     assert plateau_scale([0.5] + [0.4] * 5, 3, 0.5) == 0.5
     assert plateau_scale([0.5, 0.4, 0.4, 0.6, 0.4, 0.4], 3, 0.5) == 1.0  # a new best resets
     assert plateau_scale([0.5, 0.4, 0.4, 0.4, 0.6, 0.4, 0.4, 0.4], 3, 0.1) == pytest.approx(0.01)
+    assert plateau_scale([0.5] + [0.4] * 9, 3, 0.5) == 0.125
+    assert plateau_scale([0.5] + [0.4] * 9, 3, 0.5, cuts=2) == 0.25  # at most 2 cuts
+    # creeping: a new best by a hair after every third epoch keeps counting plateaus
+    creep = [0.5, 0.4, 0.4, 0.4, 0.501, 0.4, 0.4, 0.4, 0.502, 0.4, 0.4, 0.4]
+    assert plateaus(creep, 3) == 3 and plateaus(creep[:-1], 3) == 2 and plateaus(creep, 0) == 0
 
 
 def test_lr_plateau_and_lr_factor_are_checked():
     for key, bad in (("lr_plateau", -1), ("lr_plateau", "x"), ("lr_factor", 0.0), ("lr_factor", 1.0),
-                     ("lr_factor", 1.5), ("lr_factor", -0.5)):
+                     ("lr_factor", 1.5), ("lr_factor", -0.5), ("lr_cuts", -1)):
         with pytest.raises(ConfigError, match=key):
-            Config.from_dict({key: bad})
-    assert (Config().lr_plateau, Config().lr_factor) == (0, 0.5)
+            Config.from_dict({key: bad, "lr_plateau": 2} if key == "lr_cuts" else {key: bad})
+    with pytest.raises(ConfigError, match="lr_cuts=3 with lr_plateau=0"):
+        Config.from_dict({"lr_cuts": 3})
+    assert (Config().lr_plateau, Config().lr_factor, Config().lr_cuts) == (0, 0.5, 0)
+
+
+def test_lr_cuts_end_a_creeping_run_that_patience_lets_go_on(blobs_npz):
+    """Seed 9 at lr_plateau 1 finds a new best now and then (its patience of 4 never ends
+    it within 12 epochs) but has five plateaus: with lr_cuts 2 it stops at its third, its
+    history is the uncapped run's up to that epoch, and the rate never went below 1/4."""
+    cfg = _supervised(blobs_npz, seed=9, patience=4, lr_plateau=1, cls_lr=1e-3)
+    free = _played(cfg)
+    capped = _played(cfg.replace(lr_cuts=2))
+    accs = [h["val/acc"] for h in free.history]
+    from kdgan.run import plateaus
+    third = next(e for e in range(len(accs)) if plateaus(accs[:e + 1], 1) == 3)
+    assert not free.stopped_early and free.epoch == cfg.epochs  # the premise: patience never ends it
+    assert capped.stopped_early and capped.epoch == third < cfg.epochs
+    assert _no_clocks(capped) == _no_clocks(free)[:third + 1]
+    assert min(h["lr_scale"] for h in capped.history[1:]) == 0.25
+    assert capped.summary()["stopped_early"] is True and capped.summary()["epochs_run"] == third
 
 
 def test_lr_plateau_cuts_every_players_game_rate(blobs_npz):
