@@ -169,8 +169,11 @@ class Bench:
                                  "n": n, "seed": seed, "pretrain_cache": str(self.pretrain)})
 
     def run(self, method: str, n: int, seed: int, overrides: dict, run_dir: Path) -> dict:
-        """A row of runs.parquet; a saved run of another grid point than `overrides` is refused."""
+        """A row of runs.parquet; a saved run of another grid point than `overrides` is refused,
+        and under the passes protocol one of another budget (PASSES changed since it ran)."""
         grid_keys = {k for point in GRID.get(method, [{}]) for k in point}
+        if self.protocol == "passes":
+            grid_keys |= set(self.budget(n))
         t0 = time.perf_counter()
         summary, status = core.run_or_read(self.config(method, n, seed, overrides), run_dir,
                                            f"{method} n={n} seed {seed} {tag(overrides)}", grid_keys)
@@ -466,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         previous = args.out / "runs.parquet"
         earlier = pd.read_parquet(previous) if previous.exists() else None
         rows: list[dict] = []
+        total = len(args.n) * len(args.seeds) * len(args.methods)
         for n in args.n:
             if population:  # each method's seeds as one population, read back below
                 for method in args.methods:
@@ -476,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
                 for method in args.methods:
                     run_dir = table_dir(args.out, method, n, seed, chosen[method])
                     rows.append(bench.run(method, n, seed, chosen[method], run_dir))
+                    print(f"   [{len(rows)}/{total} runs of this invocation; "
+                          f"{(time.perf_counter() - t0) / 60:.0f} min]", flush=True)
                     runs = _merge(earlier, pd.DataFrame(rows))
                     write_runs(args.out, runs)
                     text = table(runs, protocol)

@@ -587,7 +587,7 @@ def test_paired_intervals_and_their_verdicts():
 
 
 @pytest.mark.slow
-def test_table1_passes_protocol_runs_records_and_refuses_a_mix(blobs_npz, tmp_path, capsys):
+def test_table1_passes_protocol_runs_records_and_refuses_a_mix(blobs_npz, tmp_path, capsys, monkeypatch):
     chosen = tmp_path / "chosen"  # the hyperparameters, as an earlier benchmark chose them
     chosen.mkdir()
     (chosen / "selection.json").write_text(json.dumps({"chosen": {"supervised": {}, "kdgan": {}}, "grid": {}}))
@@ -615,6 +615,11 @@ def test_table1_passes_protocol_runs_records_and_refuses_a_mix(blobs_npz, tmp_pa
     assert "== " not in capsys.readouterr().out
     assert table1.main(["--report-only", "--out", str(out)]) == 0
     assert (out / "table.md").read_text() == text
+    # a run of another budget (the protocol's settings changed since) is refused, not read back
+    monkeypatch.setattr(table1, "SMOKE_PASSES", {**table1.SMOKE_PASSES, "lr_plateau": 2})
+    assert table1.main(argv) == 2
+    assert "lr_plateau" in capsys.readouterr().err
+    monkeypatch.undo()
     # a folder of one protocol refuses the other
     assert table1.main(["--report-only", "--protocol", "fixed", "--out", str(out)]) == 2
     assert "protocol" in capsys.readouterr().err
