@@ -286,6 +286,15 @@ def test_teacher_fit_rebuilds_the_runs_pretrained_players(blobs_npz, tmp_path):
     for r in rows.values():
         assert 0 <= r["test label mass"] <= 1 and 0 <= r["train label mass"] <= 1
     assert main([str(tmp_path / "nothing-here")]) == 2
+    # --end: the players the game ended with, read from the checkpoint: the classifier is the
+    # one the last epoch evaluated, and the teacher (trained in kdgan's game) has moved
+    end = [r for r in fit_report(run_dir, end=True) if r["stage"] == "end (epoch 1)"]
+    ends = {r["player"]: r for r in end}
+    assert set(ends) == {"cls", "tch"}
+    assert abs(ends["cls"]["test acc"] - history.loc[history["epoch"] == 1, "test/acc"].item()) < 1e-9
+    assert ends["tch"]["test label mass"] != rows["tch"]["test label mass"]
+    (run_dir / "checkpoint.pt").unlink()
+    assert main(["--end", str(run_dir)]) == 2
 
 
 def test_targets_compare_methods_on_the_seeds_they_all_have():

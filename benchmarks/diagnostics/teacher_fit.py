@@ -11,6 +11,12 @@ pretraining, the accuracy (multi-label: MAP) on the run's n training images and 
 set, and the mean probability mass the player puts on the true labels (multi-label: the
 observed tags) of training and of test images. A teacher with train mass near 1 and test
 mass far below it has memorised its training labels.
+
+With --end, the same for the players at the end of the run's game, read from its
+RUN_DIR/checkpoint.pt (kept by kdgan.train and the benchmarks, not committed): where the game
+trains the teacher (kdgan, kdgan-wo-gm, codis), how far it has moved from the pretrained one.
+
+    python -m benchmarks.diagnostics.teacher_fit --end results/table1-passes/n1000/kdgan-s0
 """
 
 from __future__ import annotations
@@ -42,17 +48,31 @@ def label_mass(model: torch.nn.Module, inputs, split: Split, batch: int = 1000) 
     return total / len(split)
 
 
-def fit_report(run_dir: Path, threads: int = 0) -> list[dict]:
+def fit_report(run_dir: Path, threads: int = 0, end: bool = False) -> list[dict]:
+    """A row per player (C, T) after pretraining and, with `end`, at the end of the game
+    (RUN_DIR/checkpoint.pt; a missing checkpoint is a DataError)."""
     cfg = run_config(run_dir, threads)
     run = Run(cfg)
     run.pretrain()
+    rows = _rows(run, run_dir, "pretrained")
+    if end:
+        checkpoint = run_dir / "checkpoint.pt"
+        if not checkpoint.is_file():
+            raise DataError(f"{checkpoint}: no checkpoint to read the end of the game from (a "
+                            "run keeps it unless kdgan.confirm dropped it)")
+        run.load(checkpoint)
+        rows += _rows(run, run_dir, f"end (epoch {run.epoch})")
+    return rows
+
+
+def _rows(run: Run, run_dir: Path, stage: str) -> list[dict]:
     game, data = run.game, run.data
     metric = "map" if data.train.multilabel else "acc"
     rows = []
     for name in ("cls", "tch"):
         if name not in game.players:
             continue
-        row = {"run": str(run_dir), "player": name, "metric": metric}
+        row = {"run": str(run_dir), "stage": stage, "player": name, "metric": metric}
         for split_name in ("train", "test"):
             split = getattr(data, split_name)
             row[f"{split_name} {metric}"] = game.evaluate(name, split)[metric]
@@ -63,18 +83,20 @@ def fit_report(run_dir: Path, threads: int = 0) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     p = parser("teacher_fit", __doc__)
+    p.add_argument("--end", action="store_true",
+                   help="also the players at the end of the game (RUN_DIR/checkpoint.pt)")
     args = p.parse_args(argv)
-    print("| run | player | train | test | train label mass | test label mass |")
-    print("|---|---|---|---|---|---|")
+    print("| run | stage | player | train | test | train label mass | test label mass |")
+    print("|---|---|---|---|---|---|---|")
     for run_dir in args.runs:
         try:
-            rows = fit_report(run_dir, args.threads)
+            rows = fit_report(run_dir, args.threads, args.end)
         except (ConfigError, DataError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         for r in rows:
             m = r["metric"]
-            print(f"| {r['run']} | {r['player']} | {m} {r[f'train {m}']:.3f} | {m} {r[f'test {m}']:.3f} "
+            print(f"| {r['run']} | {r['stage']} | {r['player']} | {m} {r[f'train {m}']:.3f} | {m} {r[f'test {m}']:.3f} "
                   f"| {r['train label mass']:.3f} | {r['test label mass']:.3f} |", flush=True)
     return 0
 
