@@ -383,8 +383,14 @@ def figure_3a(out: Path, runs: pd.DataFrame, protocol: str = "fixed") -> None:
         if history is None:
             continue
         fig = curves(history, metric="val/acc", by="method")
+        # the axis from 2 points under the worst pretrained student: the methods' differences
+        # are tenths of a point, and a collapse (nagan's) would flatten them all
+        lo = 100 * history.loc[history["epoch"] == 0, "val/acc"].min() - 2
+        fig.axes[0].set_ylim(lo, 100 * history["val/acc"].max() + 0.5)
+        fig.axes[0].legend(fontsize=7, loc="lower right")
         fig.axes[0].set_title(f"n={n:,}: validation accuracy of C per pass (mean +- std over the "
-                              "seeds still playing)", fontsize=9)
+                              f"seeds still playing;\ncurves under {lo:.1f}, the worst pretrained "
+                              "student - 2 points, leave the axis)", fontsize=8)
         fig.savefig(out / f"curves-n{n}.png", dpi=120, bbox_inches="tight")
         plt.close(fig)
         sections.append(f"### n = {n:,}\n\n" + plateau_markdown(history))
