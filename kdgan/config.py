@@ -308,7 +308,8 @@ class Config:
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}={getattr(self, key)}: expected an integer >= 1")
         for key in ("unlabeled", "val_size", "pretrain_epochs", "dis_pretrain_epochs", "epochs",
-                    "patience", "lr_plateau", "lr_cuts", "cls_steps", "tch_steps", "dis_steps", "threads"):
+                    "patience", "lr_plateau", "lr_cuts", "cls_steps", "tch_steps", "dis_steps",
+                    "threads"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}={getattr(self, key)}: expected an integer >= 0")
         if not 0.0 < self.lr_factor < 1.0:

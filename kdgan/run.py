@@ -378,7 +378,7 @@ class Run:
             "device": str(self.device), "torch": torch.__version__,
             "config": cfg.to_dict(),
         }
-        if cfg.patience or cfg.lr_cuts:  # only then: the summaries of runs without them stay as they were
+        if cfg.patience or cfg.lr_cuts:  # only then: older summaries stay as they were
             out["stopped_early"] = self.stopped_early
         ranking = [m for m in METRICS if f"test/{m}" in h]
         if ranking:  # multi-label data: the ranking metrics at the selected and last epochs
