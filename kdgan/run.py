@@ -173,7 +173,7 @@ class Run:
         accuracy (the first epoch of the best is p or more epochs back). With `lr_cuts` c > 0:
         the history holds more than c plateaus (`lr_plateau`). A function of the history
         alone, so a run resumed from its checkpoint stops where it would have."""
-        accs = [h["val/acc"] for h in self.history]
+        accs = self.val_accs
         if self.cfg.lr_cuts and plateaus(accs, self.cfg.lr_plateau) > self.cfg.lr_cuts:
             return True
         p = self.cfg.patience
@@ -183,10 +183,15 @@ class Run:
         return len(accs) - 1 - best >= p
 
     @property
+    def val_accs(self) -> list[float]:
+        """The validation accuracy of every recorded epoch (history[i] is epoch i)."""
+        return [h["val/acc"] for h in self.history]
+
+    @property
     def lr_scale(self) -> float:
         """The factor on every game learning rate for the next epoch (`lr_plateau`)."""
-        return plateau_scale([h["val/acc"] for h in self.history], self.cfg.lr_plateau,
-                             self.cfg.lr_factor, self.cfg.lr_cuts)
+        return plateau_scale(self.val_accs, self.cfg.lr_plateau, self.cfg.lr_factor,
+                             self.cfg.lr_cuts)
 
     def pretrain(self) -> dict[str, float]:
         """Pretrain every player (or read them from the shared cache) and record epoch 0."""
