@@ -14,7 +14,7 @@ import pandas as pd
 
 from kdgan.config import METHODS, Config, ConfigError
 from kdgan.data import DataError
-from kdgan.game import NonFiniteLossError
+from kdgan.game import NonFiniteLossError, effective_config
 from kdgan.io import atomic_write
 from kdgan.train import train
 
@@ -76,8 +76,9 @@ def run_or_read(cfg: Config, run_dir: Path, label: str, checked: Iterable[str] =
     if summary_file.exists():
         summary = json.loads(summary_file.read_text())
         saved = summary.get("config")
-        stale = {k: (saved.get(k), getattr(cfg, k)) for k in sorted(checked)
-                 if saved is not None and saved.get(k) != getattr(cfg, k)}
+        asked = effective_config(cfg)  # a method's fixed settings (teacher: epochs 0) as saved
+        stale = {k: (saved.get(k), getattr(asked, k)) for k in sorted(checked)
+                 if saved is not None and saved.get(k) != getattr(asked, k)}
         if stale:  # e.g. the validation grid chose another point since this run was made
             raise DataError(f"{run_dir} holds a {cfg.method} run with other hyperparameters than "
                             f"asked for: {stale} (saved, asked); move it away to run the "

@@ -601,8 +601,9 @@ def test_table1_passes_protocol_runs_records_and_refuses_a_mix(blobs_npz, tmp_pa
     chosen.mkdir()
     (chosen / "selection.json").write_text(json.dumps({"chosen": {"supervised": {}, "kdgan": {}}, "grid": {}}))
     out = tmp_path / "t1p"
+    # the teacher's saved config has epochs 0 (fixed by its method), not the budget's: read back
     argv = ["--smoke", "--protocol", "passes", "--dataset", str(blobs_npz), "--n", "60", "--seeds", "0", "1",
-            "--methods", "supervised", "kdgan", "--reuse-selection", str(chosen), "--out", str(out), *TINY_SET]
+            "--methods", "teacher", "supervised", "kdgan", "--reuse-selection", str(chosen), "--out", str(out), *TINY_SET]
     assert table1.main(argv) == 0
     # the choices came from `chosen`; the pretraining was written here, not there
     assert not (chosen / "pretrain").exists() and any((out / "pretrain").glob("*.pt"))
