@@ -236,15 +236,20 @@ class Run:
         """Evaluate after game epoch `e` (played from perf_counter time t0), record its row.
         evaluated: the evaluated player's val/ and test/ metrics when already computed (a
         vectorised population evaluates every member at once)."""
-        teacher = e == self.cfg.epochs and self.cfg.eval_teacher
         if evaluated is None:
-            evaluated = self._evaluate(teacher=teacher)
-        elif teacher:
-            evaluated = {**evaluated, **self._evaluate_teacher()}
+            evaluated = self._evaluate(teacher=False)
         row = {"epoch": e, "tau": tau, **terms, **evaluated}
         elapsed = time.perf_counter() - t0
         row["time/epoch_s"] = elapsed
         self._record(row, elapsed)
+        if self.cfg.eval_teacher and self.finished:
+            # the run ends here, at its last epoch or by an early stop (which this row's
+            # validation accuracy decided): the teacher as the game left it, in the same row
+            t1 = time.perf_counter()
+            row.update(self._evaluate_teacher())
+            extra = time.perf_counter() - t1
+            row["time/epoch_s"] += extra
+            self.wall_s += extra
         return row
 
     def _record(self, row: dict[str, float], elapsed: float) -> None:

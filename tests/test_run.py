@@ -440,3 +440,39 @@ def test_population_members_stop_each_on_its_own(blobs_npz, lr_plateau):
     for m, r in zip(pop.members, singles):
         assert _no_clocks(m) == _no_clocks(r)
     assert [row["epochs_run"] for row in pop.member_rows()] == stops
+
+
+@pytest.mark.parametrize("patience", [0, 2])
+def test_eval_teacher_reads_the_teacher_where_the_run_ends(blobs_npz, patience):
+    """eval_teacher: the teacher's accuracies are in epoch 0's row and in the row of the epoch
+    the run ends at, its last (patience 0) or an early stop (patience 2, a classifier that
+    cannot learn), and nowhere between; the figures are the teacher's as the game left it."""
+    cfg = Config(dataset=str(blobs_npz), **{**TINY, "method": "kdgan", "seed": 3, "epochs": 5,
+                                            "cls_lr": 1e-12, "tch_lr": 1e-2, "patience": patience,
+                                            "eval_teacher": True})
+    run = _played(cfg)
+    assert run.epoch == (2 if patience else 5)  # the premise: patience 2 stops the run early
+    with_teacher = [h["epoch"] for h in run.history if "test/tch_acc" in h]
+    assert with_teacher == [0, run.epoch]
+    for split in ("val", "test"):
+        now = run.game.evaluate("tch", getattr(run.data, split))["acc"]
+        assert run.history[-1][f"{split}/tch_acc"] == now
+    assert run.history[-1]["test/tch_acc"] != run.history[0]["test/tch_acc"]  # the game moved it
+    assert "test/tch_acc" not in _played(cfg.replace(eval_teacher=False)).history[-1]
+
+
+def test_eval_teacher_in_a_vectorised_population_is_each_members_own(blobs_npz):
+    """In a vmap population each member's last row holds its teacher's accuracies, as its
+    single run's does."""
+    from kdgan.population import Population
+
+    cfg = Config(dataset=str(blobs_npz), **{**TINY, "method": "kdgan", "seed": 3, "epochs": 3,
+                                            "eval_teacher": True})
+    pop = Population(cfg.replace(population=2, population_backend="vmap"))
+    pop.pretrain()
+    while not pop.finished:
+        pop.play_epoch()
+    for m, seed in zip(pop.members, (3, 4)):
+        single = _played(cfg.replace(seed=seed))
+        assert m.history[-1]["test/tch_acc"] == pytest.approx(single.history[-1]["test/tch_acc"], abs=0.02)
+        assert m.history[-1]["test/tch_acc"] == m.game.evaluate("tch", m.data.test)["acc"]
