@@ -180,7 +180,13 @@ class Population:
         e = self.epoch + 1
         members = self.members
         tau = members[0].tau_at(e)
+        scales = [m.lr_scale for m in members] if self.cfg.lr_plateau else None
+        if scales:  # each member's rates follow its own history, as in its single run
+            self._vectorised.scale_lr(scales)
         terms = self._vectorised.play_epoch(tau)
+        if scales:
+            for k, t in enumerate(terms):
+                t["lr_scale"] = scales[k]
         self._vectorised.write_back()  # the members' players, for their records and checkpoints
         evaluated = members[0].game.method.evaluated
         metrics: list[dict[str, float]] = [{} for _ in members]

@@ -6,7 +6,9 @@ dimension, its forward is one `torch.func.vmap` over a functional forward of its
 and ONE Adam (the member optimiser's lr, betas, eps and weight decay) steps the stacked
 weights. Adam is elementwise and the members' losses are summed (not averaged: a mean would
 scale each member's gradient by 1/P), so each member's gradient and update depend on its own
-loss alone: a member that diverges to NaN leaves the others as they were.
+loss alone: a member that diverges to NaN leaves the others as they were. Members whose
+learning rates differ (`lr_plateau`: each cuts its own) get their Adam steps scaled
+(`scale_lr`); a member that has stopped (early stopping) plays on in the stack, unrecorded.
 
 Equivalence with single runs: every random number is drawn OUTSIDE vmap, per member, from
 member k's own stream of torch's global RNG (`as_member(k)`, e.g. `RngStreams.member`), in
@@ -59,8 +61,6 @@ def unsupported(cfg: Config) -> str | None:
         return "text inputs (a tagged collection)"
     if cfg.log_grad_variance:
         return "log_grad_variance (per-term gradients of each member)"
-    if cfg.lr_plateau:
-        return "lr_plateau (each member's learning rates follow its own validation accuracy)"
     if "tch" in method.players and cfg.tch_folds:
         return "tch_folds (an out-of-fold teacher)"
     for player in method.players:
@@ -300,6 +300,8 @@ class VectorisedGame:
             first = {n: p.detach() for n, p in player.named_parameters()}
             self.masks[name] = dropout_shapes(self.layers[name], first, shape)
         self._shared: dict[tuple[str, str], bool] = {}
+        # each member's factor on its game learning rates (`lr_plateau`): None while all are 1
+        self._lr_scales: list[float] | None = None
         self.read_members()
 
     @property
@@ -342,11 +344,39 @@ class VectorisedGame:
     def _input(self, name: str, d: _Drawn) -> torch.Tensor:
         return d.x if name == "cls" else d.xp
 
+    def scale_lr(self, scales: Sequence[float]) -> None:
+        """Member k's game learning rates are its `<player>_lr` x scales[k] (`lr_plateau`: each
+        member's factor follows its own validation accuracy), as `Game.scale_lr` sets them in
+        its single run. Adam's moments do not depend on the rate and its step is linear in it,
+        so ONE Adam over the stack steps at the base rate and member k's step is then scaled
+        by scales[k] (skipped when every member has the same factor: the rate is set instead)."""
+        if len(scales) != self.size:
+            raise ValueError(f"{len(scales)} learning-rate scales for {self.size} members")
+        scales = [float(x) for x in scales]
+        same = len(set(scales)) == 1
+        for name, opt in self.optimizers.items():
+            opt.param_groups[0]["lr"] = getattr(self.cfg, f"{name}_lr") * (scales[0] if same else 1.0)
+        self._lr_scales = None if same else scales
+
+    def lr_of(self, name: str, k: int) -> float:
+        """Member k's learning rate of player `name`, as its own optimiser would hold it."""
+        lr = self.optimizers[name].param_groups[0]["lr"]
+        return lr * self._lr_scales[k] if self._lr_scales is not None else lr
+
     def _update(self, name: str, losses_per_member: torch.Tensor) -> None:
         opt = self.optimizers[name]
         opt.zero_grad(set_to_none=True)
         losses_per_member.sum().backward()  # a sum: member k's gradient is its loss's alone
+        if self._lr_scales is None:
+            opt.step()
+            return
+        params = list(self.params[name].values())
+        before = [p.detach().clone() for p in params]
         opt.step()
+        with torch.no_grad():
+            scales = torch.tensor(self._lr_scales, dtype=params[0].dtype, device=self.device)
+            for p, b in zip(params, before):
+                p.copy_(b + scales.view(-1, *([1] * (p.dim() - 1))) * (p - b))
 
     # ------------------------------------------------------------------ steps
     def dis_step(self, tau: float, w: Weights | None = None) -> dict[str, torch.Tensor]:
@@ -533,8 +563,9 @@ class VectorisedGame:
                     if state:
                         member_opt.state[p] = {key: v.clone() if key == "step" else v[k].clone()
                                                for key, v in state.items()}
-                for key in ("lr", "betas", "eps", "weight_decay"):
+                for key in ("betas", "eps", "weight_decay"):
                     member_opt.param_groups[0][key] = opt.param_groups[0][key]
+                member_opt.param_groups[0]["lr"] = self.lr_of(name, k)
 
     @torch.no_grad()
     def read_members(self) -> None:

@@ -235,8 +235,48 @@ def test_vmap_members_match_their_single_runs_within_float_rounding(blobs_npz, t
 
 
 @pytest.mark.slow
-def test_a_killed_vmap_population_resumes_equal_to_an_uninterrupted_one(blobs_npz, tmp_path, monkeypatch):
-    cfg = _cfg(blobs_npz, population=P, epochs=4, population_backend="vmap")
+def test_vmap_members_cut_their_rates_and_stop_each_on_their_own(blobs_npz):
+    """lr_plateau and patience under vmap: seeds 3, 4, 5 cut their learning rates and stop at
+    different epochs; each member's history (its lr_scale column included) is its single
+    run's within float rounding, and its optimisers hold the rates its single run's hold."""
+    base = _cfg(blobs_npz, method="supervised", epochs=12, patience=3, lr_plateau=1, lr_cuts=2,
+                cls_lr=3e-3)
+    singles = []
+    for seed in pop_seeds():
+        single = Run(base.replace(seed=seed))
+        single.pretrain()
+        while not single.finished:
+            single.play_epoch()
+        singles.append(single)
+    stops = [r.epoch for r in singles]
+    cuts = [[h["lr_scale"] for h in r.history[1:]] for r in singles]
+    assert len(set(stops)) > 1 and max(stops) < base.epochs  # the premise: they stop apart
+    assert len({tuple(c[:min(stops)]) for c in cuts}) > 1  # ... and cut apart while all play
+    pop = Population(base.replace(population=P, population_backend="vmap"))
+    assert pop.backend == "vmap"
+    pop.pretrain()
+    while not pop.finished:
+        pop.play_epoch()
+    assert [m.epoch for m in pop.members] == stops
+    for m, single in zip(pop.members, singles):
+        mine, theirs = _metrics(m.history_frame()), _metrics(single.history_frame())
+        assert list(mine.columns) == list(theirs.columns)
+        for col in mine:
+            if col.endswith("/acc"):
+                assert (mine[col] - theirs[col]).abs().max() * len(single.data.val) <= VMAP_ACC_IMAGES + 1e-9, col
+            else:
+                pd.testing.assert_series_equal(mine[col], theirs[col], rtol=VMAP_RTOL, atol=1e-6)
+    last = min(stops)  # after the epoch every member played, each one's rate is its own
+    for m, single in zip(pop.members, singles):
+        if m.epoch == last:
+            assert m.game.optimizers["cls"].param_groups[0]["lr"] == single.game.optimizers["cls"].param_groups[0]["lr"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lr_plateau", [0, 1])
+def test_a_killed_vmap_population_resumes_equal_to_an_uninterrupted_one(blobs_npz, tmp_path, monkeypatch,
+                                                                          lr_plateau):
+    cfg = _cfg(blobs_npz, population=P, epochs=4, population_backend="vmap", lr_plateau=lr_plateau)
     train_mod.train(cfg, tmp_path / "straight", quiet=True)
     _killed(monkeypatch, Population, "_play_vectorised", 3, lambda: train_mod.train(cfg, tmp_path / "resumed", quiet=True))
     train_mod.train(cfg, tmp_path / "resumed", quiet=True)

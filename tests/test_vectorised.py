@@ -144,11 +144,11 @@ def test_unsupported_names_the_reason():
         "log_grad_variance": dict(log_grad_variance=True),
         "method noisy draws noise inside its loss": dict(method="noisy"),
         "reinforce": dict(method="kdgan-wo-gm"),
-        "lr_plateau": dict(lr_plateau=3),
     }
     for reason, change in cases.items():
         assert reason in (unsupported(base.replace(**change)) or ""), change
     assert unsupported(base.replace(method="supervised", tch_arch="resnet20")) is None  # no T
+    assert unsupported(base.replace(lr_plateau=3, lr_cuts=2, patience=5)) is None  # per-member rates
 
 
 # ------------------------------------------------------------------ against single runs
