@@ -56,6 +56,10 @@ def local_ray(**init_kwargs: Any):
     checked afterwards, so a Ray that ignored both fails here instead of listening on the
     network.
 
+    Niceness: Ray adds 15 to its workers' niceness (`RAY_worker_niceness`, an increment);
+    unless the user set that variable, the trials get the niceness of the process that
+    started the search.
+
     Token: a local `ray.init()` turns token authentication on and, without a token, writes
     one to ~/.ray/auth_token, after which every `ray start --head` on the machine requires
     it. Unless the user chose (RAY_AUTH_MODE, RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH set),
@@ -69,6 +73,10 @@ def local_ray(**init_kwargs: Any):
         raise RuntimeError("this Ray has no ray._private.ray_constants.ENABLE_RAY_CLUSTER: "
                            "kdgan cannot keep the in-process Ray on loopback")
     env = {_CLUSTER_ENV: "0"}
+    if "RAY_worker_niceness" not in os.environ:
+        # Ray adds 15 to its workers' niceness, so anything else on the machine starves the
+        # trials; they run at the niceness the search was started with (`nice` still works)
+        env["RAY_worker_niceness"] = "0"
     if not {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & set(os.environ):
         # With the mode unset, ray.init turns token mode on itself (for this process and the
         # ones it starts) and, finding this token, writes none to the home folder.

@@ -1,4 +1,5 @@
-"""kdgan.raynode: the default search (Ray inside the process) listens on loopback only."""
+"""kdgan.raynode: the default search (Ray inside the process) listens on loopback only, and
+its trials run at the search's own niceness."""
 
 from __future__ import annotations
 
@@ -64,9 +65,18 @@ def test_the_in_process_search_listens_on_loopback_only(tmp_path, short_tmp):
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
     listening: dict[tuple[str, int], str] = {}
+    niceness: dict[int, int] = {}  # Ray's workers' (the trials run in them)
+    driver_nice = psutil.Process(proc.pid).nice()
     deadline = time.time() + 240
     while proc.poll() is None and time.time() < deadline:
         pids = _ray_pids(proc.pid, ray_tmp)
+        for pid in pids:
+            try:
+                p = psutil.Process(pid)
+                if "default_worker.py" in " ".join(p.cmdline()) or p.name().startswith("ray::"):
+                    niceness[pid] = p.nice()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
         for c in psutil.net_connections(kind="inet"):
             if c.status == psutil.CONN_LISTEN and c.pid in pids:
                 try:
@@ -86,3 +96,5 @@ def test_the_in_process_search_listens_on_loopback_only(tmp_path, short_tmp):
     trials = pd.read_parquet(tmp_path / "results" / "lo" / TRIALS)
     assert (trials["node_ip"] == "127.0.0.1").all(), trials["node_ip"].tolist()
     assert not (home / ".ray").exists()
+    # the trials run at the search's own priority, not Ray's default of 15 more
+    assert niceness and set(niceness.values()) == {driver_nice}, (driver_nice, niceness)
