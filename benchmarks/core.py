@@ -15,10 +15,11 @@ import pandas as pd
 from kdgan.config import METHODS, Config, ConfigError
 from kdgan.data import DataError
 from kdgan.game import NonFiniteLossError, effective_config
-from kdgan.io import atomic_write
+from kdgan.io import FolderInUse, atomic_write
 from kdgan.train import train
 
 SUMMARY = "summary.json"
+DONE, DIVERGED, BUSY = "DONE", "DIVERGED", "BUSY"
 
 
 def write_runs(out: Path, runs: pd.DataFrame) -> Path:
@@ -64,13 +65,15 @@ def _train(cfg: Config, run_dir: Path) -> dict:
 
 def run_or_read(cfg: Config, run_dir: Path, label: str, checked: Iterable[str] = (),
                 run: Callable[[Config, Path], dict] | None = None) -> tuple[dict, str]:
-    """The summary of `cfg`'s run in `run_dir` and its status, DONE or DIVERGED.
+    """The summary of `cfg`'s run in `run_dir` and its status, DONE, DIVERGED or BUSY.
 
     A finished run (RUN_DIR/summary.json) is read back, unless its saved config differs from
     `cfg` in a `checked` key (the hyperparameters the folder's name does not pin): that is an
     error, not a silent mix of configurations. Otherwise `run` makes it (default: kdgan.train,
     which resumes an interrupted run from its checkpoint); a run whose losses become non-finite is DIVERGED,
-    its reason under 'error', and the benchmark goes on.
+    its reason under 'error', and the benchmark goes on. A run another process is training
+    (kdgan.train holds its folder) is BUSY, left to that process: several invocations of one
+    benchmark can share its runs, each taking those the others are not on.
     """
     summary_file = run_dir / SUMMARY
     if summary_file.exists():
@@ -86,10 +89,13 @@ def run_or_read(cfg: Config, run_dir: Path, label: str, checked: Iterable[str] =
         return summary, "DONE"
     print(f"== {label} -> {run_dir}", flush=True)
     try:
-        return (run or _train)(cfg, run_dir), "DONE"
+        return (run or _train)(cfg, run_dir), DONE
     except NonFiniteLossError as e:
         print(f"   diverged: {e}", flush=True)
-        return {"error": str(e)}, "DIVERGED"
+        return {"error": str(e)}, DIVERGED
+    except FolderInUse as e:
+        print(f"   left to another process: {e}", flush=True)
+        return {"error": str(e)}, BUSY
 
 
 POPULATION_CHOICES = ("auto", "on", "off")
@@ -126,6 +132,9 @@ def prefill(jobs: list[tuple[Config, Path]], label: str) -> None:
     except NonFiniteLossError as e:
         print(f"   every member diverged: {e}", flush=True)
         return
+    except FolderInUse as e:  # another process holds a member (or the group): one by one then
+        print(f"   not as a population: {e}", flush=True)
+        return
     (work / "checkpoint.pt").unlink(missing_ok=True)  # each member's folder has what it needs
 
 
@@ -137,7 +146,9 @@ def select(grid: list[dict], seeds: list[int],
     with its mean and its runs' rows. `run(overrides, seed)` gives a row with `status` and
     `val_acc`; a point with a run that did not finish scores -inf. Of equal means the earlier
     point wins (the defaults, listed first, win a tie). A grid of one point runs nothing.
-    prefill_point(overrides), when given, trains a point's seeds together first (`prefill`)."""
+    prefill_point(overrides), when given, trains a point's seeds together first (`prefill`).
+    A run another process is training (BUSY) leaves the choice unmade: once the other points
+    have run, a DataError says so (run again when that process is done)."""
     if len(grid) == 1:
         return grid[0], []
     scored = []
@@ -145,8 +156,13 @@ def select(grid: list[dict], seeds: list[int],
         if prefill_point:
             prefill_point(overrides)
         rows = [run(overrides, seed) for seed in seeds]
-        vals = [r["val_acc"] for r in rows if r["status"] == "DONE"]
+        vals = [r["val_acc"] for r in rows if r["status"] == DONE]
         scored.append((overrides, float(np.mean(vals)) if len(vals) == len(rows) else float("-inf"), rows))
+    busy = [r for _, _, rows in scored for r in rows if r["status"] == BUSY]
+    if busy:
+        raise DataError(f"the validation grid cannot choose yet: {len(busy)} of its runs are being "
+                        "trained by another process (the 'left to another process' lines above); "
+                        "run this again once it is done")
     return max(scored, key=lambda point: point[1])[0], scored
 
 

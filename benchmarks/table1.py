@@ -36,7 +36,10 @@ Protocol
     python -m benchmarks.table1 --protocol passes --n 100 --seeds 0 1 2 --out results/table1-passes
 
 Resumable: a finished run is read back from OUT/.../summary.json, an interrupted one resumes
-from its checkpoint, a run that diverges is recorded as such and the others go on. After
+from its checkpoint, a run that diverges is recorded as such and the others go on. Parallel:
+start the same command more than once (one per core, say) and each invocation trains the runs
+no other is on (a run holds its folder, kdgan.train) and skips the rest; `--report-only` then
+renders them all. After
 every run OUT/runs.parquet (a row per run) and OUT/table.md are rewritten, so partial
 results are always on disk. OUT/curves.png is the paper's Figure 3a (validation accuracy per
 epoch of nagan, kdgan-wo-gm and kdgan at the smallest n, mean and spread over seeds) and
@@ -475,6 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         previous = args.out / "runs.parquet"
         earlier = pd.read_parquet(previous) if previous.exists() else None
         rows: list[dict] = []
+        elsewhere: list[str] = []  # runs another process was training
         total = len(args.n) * len(args.seeds) * len(args.methods)
         for n in args.n:
             if population:  # each method's seeds as one population, read back below
@@ -485,8 +489,12 @@ def main(argv: list[str] | None = None) -> int:
             for seed in args.seeds:
                 for method in args.methods:
                     run_dir = table_dir(args.out, method, n, seed, chosen[method])
-                    rows.append(bench.run(method, n, seed, chosen[method], run_dir))
-                    print(f"   [{len(rows)}/{total} runs of this invocation; "
+                    row = bench.run(method, n, seed, chosen[method], run_dir)
+                    if row["status"] == core.BUSY:  # another invocation's; --report-only gathers it
+                        elsewhere.append(str(run_dir))
+                        continue
+                    rows.append(row)
+                    print(f"   [{len(rows) + len(elsewhere)}/{total} runs of this invocation; "
                           f"{(time.perf_counter() - t0) / 60:.0f} min]", flush=True)
                     runs = _merge(earlier, pd.DataFrame(rows))
                     write_runs(args.out, runs)
@@ -495,10 +503,18 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if not rows:
+        print(f"every run asked for was another process's ({len(elsewhere)}); "
+              f"python -m benchmarks.table1 --report-only --out {args.out} renders them once done")
+        return 0
     figure_3a(args.out, runs, protocol)
     print("\n" + text)
     print(f"wall time of this invocation: {time.perf_counter() - t0:.0f}s "
           f"({bench.wall_s:.0f}s training); runs: {previous}; table: {args.out / 'table.md'}")
+    if elsewhere:
+        print(f"{len(elsewhere)} runs were left to the other processes training them "
+              f"({', '.join(elsewhere)}); once they are done, python -m benchmarks.table1 "
+              f"--report-only --out {args.out} renders the whole table")
     return 0
 
 

@@ -288,7 +288,12 @@ def main(argv: list[str] | None = None) -> int:
                     prefill(method, label_set, path, args.seeds, base, args.out, chosen[method])
             for seed in args.seeds:
                 for method in args.methods:
-                    rows.append(run_one(method, label_set, path, seed, base, args.out, chosen[method]))
+                    row = run_one(method, label_set, path, seed, base, args.out, chosen[method])
+                    if row["status"] == core.BUSY:  # another invocation is training it
+                        raise DataError(f"{method} {label_set} seed {seed}: its run is being "
+                                        "trained by another process (above); run this again "
+                                        "once it is done")
+                    rows.append(row)
                     runs = pd.DataFrame(rows)
                     write_runs(args.out, runs)
     except DataError as e:  # a saved run of another configuration (benchmarks.core.run_or_read)

@@ -14,23 +14,18 @@ driver under ~/kdgan_results/<name>.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-import socket
 import sqlite3
-import time
 from pathlib import Path
-from typing import Any
 
-from kdgan.io import atomic_write
+from kdgan.io import FolderLock
 from kdgan.results import PARTS, compact
 
 # A name is one folder: letters, digits, '.', '_', '-', not starting with '.' or '-'.
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
-LOCK = ".lock"
-HOLDER = "lock.json"
+LOCK, HOLDER = FolderLock.LOCK, FolderLock.HOLDER
 KEEP_ON_FRESH = ("pretrain", LOCK, HOLDER)  # pretrained players are keyed by what they read
 
 
@@ -79,47 +74,14 @@ class ExperimentLocked(ExperimentError):
     pass
 
 
-class ExperimentLock:
+class ExperimentLock(FolderLock):
     """One search per experiment: an exclusive lock on <experiment>/.lock, with the holder
-    (host, PID, start time) in lock.json.
-
-    The lock is the kernel's (flock): it is released when its holder's process ends, however
-    it ends, so a lock left by a killed search is free without any guess about the holder's
-    state; lock.json only names the holder for the message.
-    """
+    (host, PID, start time) in lock.json (kdgan.io.FolderLock: the kernel frees a killed
+    holder's lock)."""
 
     def __init__(self, experiment: Path) -> None:
-        from filelock import FileLock
-
-        self.dir = Path(experiment)
-        self._lock = FileLock(str(self.dir / LOCK), timeout=0)
-
-    def __enter__(self) -> "ExperimentLock":
-        from filelock import Timeout
-
-        self.dir.mkdir(parents=True, exist_ok=True)
-        try:
-            self._lock.acquire()
-        except Timeout:
-            raise ExperimentLocked(f"{self.dir} is in use by {self.holder_text()}; wait for that "
-                                   "search to end, stop it, or use another --name") from None
-        holder = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(),
-                  "started_iso": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())}
-        atomic_write(self.dir / HOLDER, lambda tmp: tmp.write_text(json.dumps(holder)))
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        try:
-            (self.dir / HOLDER).unlink(missing_ok=True)
-        finally:
-            self._lock.release()
-
-    def holder_text(self) -> str:
-        try:
-            h = json.loads((self.dir / HOLDER).read_text())
-            return f"the search of PID {h['pid']} on {h['host']}, started {h['started_iso']}"
-        except (OSError, ValueError, KeyError):
-            return "another search (its lock.json is not readable yet)"
+        super().__init__(experiment, "the search", "wait for that search to end, stop it, or use "
+                         "another --name", refuse=ExperimentLocked)
 
 
 def clear(experiment: Path, storage: str, name: str) -> list[str]:

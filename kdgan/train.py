@@ -7,7 +7,8 @@
 Writes DIR/summary.json, DIR/history.parquet (one row per epoch, every logged metric),
 DIR/train_indices.json and DIR/checkpoint.pt (every player and optimiser, the epoch, the
 history and the RNG state). Run the same command again to resume from the checkpoint; the
-resumed run ends where an uninterrupted one would.
+resumed run ends where an uninterrupted one would. While it runs it holds DIR (DIR/.lock, its
+holder in DIR/lock.json): a second process given DIR is refused at once, naming the holder.
 
 With --set population=P the run trains the P members of seeds seed .. seed + P - 1
 (kdgan.population): history.parquet has a row per epoch per member (its `seed` column),
@@ -18,6 +19,7 @@ member's selected classifier.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -26,7 +28,7 @@ from pathlib import Path
 from kdgan.config import METHODS, Config, ConfigError, parse_overrides
 from kdgan.data import DataError
 from kdgan.game import NonFiniteLossError
-from kdgan.io import CheckpointError, atomic_write
+from kdgan.io import CheckpointError, FolderInUse, FolderLock, atomic_write
 from kdgan.population import Population
 from kdgan.run import pretrain_lock_timeout
 from kdgan.spaces import SMOKE
@@ -80,9 +82,21 @@ def train(cfg: Config, out: Path, fresh: bool = False, quiet: bool = False,
           members_to: list[Path] | None = None) -> dict:
     """Run (or resume) one configuration into `out`; returns the summary. members_to: a
     folder per member of a population, where each member's outputs are written as its single
-    run's would be (kdgan.population.Population.write_member) once the run has finished."""
+    run's would be (kdgan.population.Population.write_member) once the run has finished.
+
+    The run holds `out` (and each of `members_to`) for its whole length (kdgan.io.FolderLock):
+    a second process given a folder in use is refused at once (FolderInUse, naming the
+    holder), before it reads or writes anything there, so two never write one run."""
+    with contextlib.ExitStack() as held:
+        for folder in [out, *(members_to or [])]:
+            held.enter_context(FolderLock(folder, "the run", "wait for it to end, or give "
+                                          "another --out"))
+        return _train(cfg, out, fresh, quiet, members_to)
+
+
+def _train(cfg: Config, out: Path, fresh: bool, quiet: bool,
+           members_to: list[Path] | None) -> dict:
     say = (lambda msg: None) if quiet else (lambda msg: print(msg, flush=True))
-    out.mkdir(parents=True, exist_ok=True)
     ckpt = out / CHECKPOINT
     run = Population(cfg, log=say)
     if ckpt.exists() and not fresh:
@@ -140,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         pretrain_lock_timeout()
         t0 = time.perf_counter()
         train(cfg, args.out, fresh=args.fresh, quiet=args.quiet)
-    except (ConfigError, DataError, CheckpointError) as e:
+    except (ConfigError, DataError, CheckpointError, FolderInUse) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except NonFiniteLossError as e:

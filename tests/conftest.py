@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +56,30 @@ def cifar_tiny(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray, np.ndarray
     xt, yt = cifar_images(CIFAR_TEST, seed=2)
     root = write_cifar10_batches(tmp_path / CIFAR10_DIRNAME, x, y, xt, yt)
     return root, x, y, xt, yt
+
+
+def _hold_folder(folder: str, owner: str, ready, release) -> None:
+    from kdgan.io import FolderLock
+
+    with FolderLock(Path(folder), owner):
+        ready.set()
+        release.wait(120)
+
+
+@contextlib.contextmanager
+def held(folder: Path, owner: str = "the run"):
+    """Another live process holding `folder` (kdgan.io.FolderLock, as a run or a search does)
+    for the block; yields that process (kill it to see a holder die)."""
+    ctx = multiprocessing.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_folder, args=(str(folder), owner, ready, release))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        yield holder
+    finally:
+        release.set()
+        holder.join(60)
 
 
 # A tiny, fast configuration of the whole game on `blobs_npz` (small players, few epochs).

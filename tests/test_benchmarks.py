@@ -19,6 +19,7 @@ from kdgan.game import NonFiniteLossError
 from kdgan.train import train
 
 from conftest import TINY
+from conftest import held as held_by
 
 TINY_SET = ["--set", "cls_arch=mlp-small", "--set", "dis_arch=mlp-small", "--set", "batch_size=20",
             "--set", "cls_steps=2", "--set", "tch_steps=1", "--set", "dis_steps=1"]
@@ -656,3 +657,44 @@ def test_committed_table1_renders_as_it_was(tmp_path):
         assert (copy / name).read_text() == (committed / name).read_text(), name
     assert not (copy / "protocol.json").exists()
     pd.testing.assert_frame_equal(pd.read_parquet(copy / "runs.parquet"), pd.read_parquet(committed / "runs.parquet"))
+
+
+@pytest.mark.slow
+def test_table1_leaves_a_run_another_process_trains_to_it_and_takes_it_up_after(blobs_npz, tmp_path, capsys):
+    """Invocations side by side share the runs: one whose folder another live process holds
+    is skipped (as a population member too: the others then run one by one), nothing of it
+    is written, and the next invocation trains it."""
+    out = tmp_path / "t1"
+    argv = ["--smoke", "--dataset", str(blobs_npz), "--n", "60", "--select-seeds", "0",
+            "--methods", "supervised", "--population", "on", "--out", str(out), *TINY_SET]
+    assert table1.main(argv + ["--seeds", "0"]) == 0  # the selection, and seed 0
+    chosen = json.loads((out / "selection.json").read_text())["chosen"]["supervised"]
+    held = table1.table_dir(out, "supervised", 60, 2, chosen)
+    with held_by(held) as holder:
+        capsys.readouterr()
+        assert table1.main(argv + ["--seeds", "0", "1", "2", "3"]) == 0
+        said = capsys.readouterr().out
+        assert f"left to another process: {held} is in use by the run of PID {holder.pid}" in said
+        assert "not as a population: " in said and "1 runs were left to the other processes" in said
+        assert sorted(p.name for p in held.iterdir()) == [".lock", "lock.json"]  # nothing written
+        runs = pd.read_parquet(out / "runs.parquet")
+        assert sorted(runs["seed"]) == [0, 1, 3] and (runs["status"] == "DONE").all()
+    assert table1.main(argv + ["--seeds", "0", "1", "2", "3"]) == 0
+    said = capsys.readouterr().out
+    assert said.count("== ") == 1 and f"-> {held}" in said  # only the run left before
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert sorted(runs["seed"]) == [0, 1, 2, 3] and (runs["status"] == "DONE").all()
+    assert (held / "summary.json").exists() and not (held / "lock.json").exists()
+
+
+def test_select_waits_for_no_one_a_grid_with_a_run_in_another_process_chooses_nothing():
+    asked = []
+
+    def run(overrides, seed):
+        asked.append((overrides["p"], seed))
+        busy = (overrides["p"], seed) == ("a", 1)
+        return {"status": core.BUSY if busy else core.DONE, "val_acc": float("nan") if busy else 0.5}
+
+    with pytest.raises(DataError, match="the validation grid cannot choose yet: 1 of its runs"):
+        core.select([{"p": "a"}, {"p": "b"}], [0, 1], run)
+    assert len(asked) == 4  # the other points ran first

@@ -4,7 +4,6 @@ the lock, damaged files. None of these tests starts Ray."""
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 from kdgan import experiment as exp
 from kdgan import tune as tune_mod
 
-from conftest import write_blobs_npz
+from conftest import held, write_blobs_npz
 from test_tune import SPACE
 
 
@@ -65,42 +64,24 @@ def test_bad_numbers_are_refused_before_anything(tmp_path, capsys):
         assert rc == 2 and text in err and err.count("\n") == 1, err
 
 
-def _hold(experiment: str, ready, release) -> None:
-    with exp.ExperimentLock(Path(experiment)):
-        ready.set()
-        release.wait(60)
-
-
 @pytest.mark.slow
 def test_a_second_search_on_a_held_experiment_is_refused_naming_the_holder(tmp_path, capsys):
     experiment = tmp_path / "s" / "held"
-    ctx = multiprocessing.get_context("spawn")
-    ready, release = ctx.Event(), ctx.Event()
-    holder = ctx.Process(target=_hold, args=(str(experiment), ready, release))
-    holder.start()
-    try:
-        assert ready.wait(60)
+    with held(experiment, "the search") as holder:  # ExperimentLock's own lock files
         t0 = time.time()
         rc, err = _main(tmp_path, capsys, "--storage-path", str(tmp_path / "s"), "--name", "held")
         assert time.time() - t0 < 30
         assert rc == 2 and err.count("\n") == 1
         assert f"{experiment} is in use by the search of PID {holder.pid} on " in err
         assert json.loads((experiment / "lock.json").read_text())["pid"] == holder.pid
-    finally:
-        release.set()
-        holder.join(30)
 
 
 @pytest.mark.slow
 def test_a_lock_left_by_a_killed_search_is_taken_over(tmp_path):
     experiment = tmp_path / "s" / "dead"
-    ctx = multiprocessing.get_context("spawn")
-    ready, release = ctx.Event(), ctx.Event()
-    holder = ctx.Process(target=_hold, args=(str(experiment), ready, release))
-    holder.start()
-    assert ready.wait(60)
-    holder.kill()  # SIGKILL: no chance to release anything; lock.json stays behind
-    holder.join(30)
+    with held(experiment, "the search") as holder:
+        holder.kill()  # SIGKILL: no chance to release anything; lock.json stays behind
+        holder.join(30)
     assert (experiment / "lock.json").exists()
     with exp.ExperimentLock(experiment):  # the kernel released the dead holder's lock
         assert json.loads((experiment / "lock.json").read_text())["pid"] == os.getpid()

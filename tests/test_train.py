@@ -15,7 +15,7 @@ from kdgan.game import NonFiniteLossError
 from kdgan.models import build, num_parameters
 from kdgan.run import Run
 
-from conftest import TINY
+from conftest import TINY, held
 
 
 def _cfg(npz, **kw) -> Config:
@@ -153,6 +153,23 @@ def test_a_damaged_or_foreign_checkpoint_is_one_line_naming_it(blobs_npz, tmp_pa
     assert err.startswith(f"error: {tmp_path / 'o' / 'checkpoint.pt'}: not a readable kdgan checkpoint")
     assert err.count("\n") == 1 and "--fresh" in err
     assert train_mod.main([*base, "--fresh"]) == 0  # the way out it names
+
+
+@pytest.mark.slow
+def test_a_folder_another_run_holds_is_refused_at_once_and_free_once_it_dies(blobs_npz, tmp_path, capsys):
+    out = tmp_path / "o"
+    base = ["--dataset", str(blobs_npz), "--out", str(out), "--quiet",
+            *(f"--set={k}={v}" for k, v in {**TINY, "epochs": 1}.items())]
+    with held(out) as holder:
+        assert train_mod.main(base) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {out} is in use by the run of PID {holder.pid} on ")
+        assert err.count("\n") == 1 and "another --out" in err
+        assert sorted(p.name for p in out.iterdir()) == [".lock", "lock.json"]  # nothing written
+        holder.kill()  # no release: the kernel frees a dead holder's lock
+        holder.join(60)
+    assert train_mod.main(base) == 0
+    assert (out / "summary.json").exists() and not (out / "lock.json").exists()
 
 
 def test_cli_bad_inputs_exit_2_with_the_key(blobs_npz, tmp_path, capsys):
