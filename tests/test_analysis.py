@@ -308,3 +308,45 @@ def test_report_on_an_old_experiment_says_one_seed_per_trial(tmp_path):
     assert "trial-to-trial scatter (unpaired fallback)" in text
     assert "no interval over seeds is possible" in text
     assert (tmp_path / "out" / "trial_curves.png").exists() and (tmp_path / "out" / "importance.png").exists()
+
+
+def test_splice_pastes_a_file_between_its_markers_demoting_its_headings(tmp_path, capsys):
+    from analysis import splice
+
+    doc = tmp_path / "doc.md"
+    doc.write_text("# Doc\n<!-- t:begin -->\nold\n<!-- t:end -->\ntail\n")
+    table = tmp_path / "table.md"
+    table.write_text("## Part\n| a |\n```\n# not a heading\n```\n")
+    assert splice.main([str(doc), "--check", f"t={table}"]) == 1  # differs: nothing written
+    assert "old" in doc.read_text() and "section 't' differs" in capsys.readouterr().out
+    assert splice.main([str(doc), "--demote", "2", f"t={table}"]) == 0
+    assert doc.read_text() == ("# Doc\n<!-- t:begin -->\n#### Part\n| a |\n```\n# not a heading\n```\n"
+                               "<!-- t:end -->\ntail\n")
+    assert splice.main([str(doc), "--check", "--demote", "2", f"t={table}"]) == 0
+    before = doc.read_text()
+    for args, text in (([f"u={table}"], "section 'u': expected the lines <!-- u:begin --> and "
+                                        "<!-- u:end --> once each in the document, found them 0 and 0 times"),
+                       ([f"t={tmp_path / 'none.md'}"], "no such file"),
+                       (["t"], "'t': expected NAME=FILE"),
+                       (["--demote", "-1", f"t={table}"], "--demote -1: expected 0 or more")):
+        assert splice.main([str(doc), *args]) == 2
+        err = capsys.readouterr().err
+        assert text in err and err.count("\n") == 1, err
+    doc.write_text("<!-- t:end -->\n<!-- t:begin -->\n")
+    assert splice.main([str(doc), f"t={table}"]) == 2
+    assert "end marker comes before its begin marker" in capsys.readouterr().err
+    assert before.count("#### Part") == 1
+
+
+def test_the_results_docs_tables_are_the_files_the_benchmarks_wrote():
+    """docs/RESULTS.md's generated sections equal the committed files they were pasted from:
+    a number there is never edited by hand."""
+    from analysis import splice
+
+    root = Path(__file__).resolve().parents[1]
+    passes = root / "results" / "table1-passes"
+    if not (passes / "table.md").exists():
+        pytest.skip("results/table1-passes is not in this checkout")
+    assert splice.main([str(root / "docs" / "RESULTS.md"), "--check", "--demote", "2",
+                        f"table1-passes={passes / 'table.md'}",
+                        f"teacher-end={passes / 'teacher-end.md'}"]) == 0

@@ -659,6 +659,22 @@ def test_committed_table1_renders_as_it_was(tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(copy / "runs.parquet"), pd.read_parquet(committed / "runs.parquet"))
 
 
+def test_committed_table1_passes_renders_as_it_was(tmp_path):
+    """results/table1-passes re-rendered with --report-only from its committed run folders
+    gives its committed table.md, plateau.md and protocol.md, byte for byte."""
+    from pathlib import Path
+
+    committed = Path(__file__).resolve().parents[1] / "results" / "table1-passes"
+    if not (committed / "table.md").exists():
+        pytest.skip("results/table1-passes is not in this checkout")
+    copy = tmp_path / "passes"
+    shutil.copytree(committed, copy, ignore=shutil.ignore_patterns("pretrain", "*.pt", "*.png"))
+    assert table1.main(["--report-only", "--out", str(copy)]) == 0
+    for name in ("table.md", "plateau.md", "protocol.md"):
+        assert (copy / name).read_text() == (committed / name).read_text(), name
+    assert {p.name for p in copy.glob("curves-n*.png")} == {p.name for p in committed.glob("curves-n*.png")}
+
+
 @pytest.mark.slow
 def test_table1_leaves_a_run_another_process_trains_to_it_and_takes_it_up_after(blobs_npz, tmp_path, capsys):
     """Invocations side by side share the runs: one whose folder another live process holds
