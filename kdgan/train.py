@@ -88,7 +88,7 @@ def train(cfg: Config, out: Path, fresh: bool = False, quiet: bool = False,
     a second process given a folder in use is refused at once (FolderInUse, naming the
     holder), before it reads or writes anything there, so two never write one run."""
     with contextlib.ExitStack() as held:
-        for folder in [out, *(members_to or [])]:
+        for folder in [*(members_to or []), out]:  # out last: a refusal leaves no new folder
             held.enter_context(FolderLock(folder, "the run", "wait for it to end, or give "
                                           "another --out"))
         return _train(cfg, out, fresh, quiet, members_to)

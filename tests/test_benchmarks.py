@@ -693,6 +693,7 @@ def test_table1_leaves_a_run_another_process_trains_to_it_and_takes_it_up_after(
         assert f"left to another process: {held} is in use by the run of PID {holder.pid}" in said
         assert "not as a population: " in said and "1 runs were left to the other processes" in said
         assert sorted(p.name for p in held.iterdir()) == [".lock", "lock.json"]  # nothing written
+        assert not list((out / "n60").glob(".population-*"))  # the refused population left no folder
         runs = pd.read_parquet(out / "runs.parquet")
         assert sorted(runs["seed"]) == [0, 1, 3] and (runs["status"] == "DONE").all()
     assert table1.main(argv + ["--seeds", "0", "1", "2", "3"]) == 0
