@@ -58,27 +58,32 @@ def cifar_tiny(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray, np.ndarray
     return root, x, y, xt, yt
 
 
-def _hold_folder(folder: str, owner: str, ready, release) -> None:
+def _hold_folder(folder: str, owner: str, conn) -> None:
     from kdgan.io import FolderLock
 
     with FolderLock(Path(folder), owner):
-        ready.set()
-        release.wait(120)
+        conn.send("held")
+        try:
+            conn.recv()  # until the test closes its end
+        except EOFError:
+            pass
 
 
 @contextlib.contextmanager
 def held(folder: Path, owner: str = "the run"):
     """Another live process holding `folder` (kdgan.io.FolderLock, as a run or a search does)
-    for the block; yields that process (kill it to see a holder die)."""
+    for the block; yields that process (kill it to see a holder die). A pipe, not an Event,
+    tells it to let go: setting an Event a killed process was waiting on can block forever."""
     ctx = multiprocessing.get_context("spawn")
-    ready, release = ctx.Event(), ctx.Event()
-    holder = ctx.Process(target=_hold_folder, args=(str(folder), owner, ready, release))
+    mine, theirs = ctx.Pipe()
+    holder = ctx.Process(target=_hold_folder, args=(str(folder), owner, theirs))
     holder.start()
+    theirs.close()
     try:
-        assert ready.wait(60)
+        assert mine.poll(60) and mine.recv() == "held"
         yield holder
     finally:
-        release.set()
+        mine.close()  # the holder's recv ends: it releases the folder and exits
         holder.join(60)
 
 
