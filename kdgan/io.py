@@ -3,8 +3,11 @@ benchmarks, the search), importing neither torch nor the game."""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -64,10 +67,6 @@ class FolderLock:
         self._lock = FileLock(str(self.dir / self.LOCK), timeout=0)
 
     def __enter__(self) -> "FolderLock":
-        import json
-        import socket
-        import time
-
         from filelock import Timeout
 
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -88,8 +87,6 @@ class FolderLock:
             self._lock.release()
 
     def holder_text(self) -> str:
-        import json
-
         try:
             h = json.loads((self.dir / self.HOLDER).read_text())
             return f"{self.owner} of PID {h['pid']} on {h['host']}, started {h['started_iso']}"
