@@ -294,8 +294,40 @@ def test_teacher_fit_rebuilds_the_runs_pretrained_players(blobs_npz, tmp_path):
     assert set(ends) == {"cls", "tch"}
     assert abs(ends["cls"]["test acc"] - history.loc[history["epoch"] == 1, "test/acc"].item()) < 1e-9
     assert ends["tch"]["test label mass"] != rows["tch"]["test label mass"]
+    # --into: the same rows, in a table file that a failing run after them does not lose
+    table = tmp_path / "teacher-end.md"
+    assert main(["--end", "--into", str(table), str(run_dir), str(tmp_path / "nothing-here")]) == 2
+    written = table.read_text().splitlines()
+    assert len(written) == 2 + 4 and all(line.startswith(f"| {run_dir} | ") for line in written[2:])
+    assert f"| {run_dir} | end (epoch 1) | tch | acc {ends['tch']['train acc']:.3f} |" in written[-1]
     (run_dir / "checkpoint.pt").unlink()
     assert main(["--end", str(run_dir)]) == 2
+
+
+def test_teacher_fit_into_merges_the_runs_measured_now_into_the_table(tmp_path, capsys):
+    from benchmarks.diagnostics.teacher_fit import HEADER, main, merge_into
+
+    def rows(run, value):
+        return [f"| {run} | {stage} | tch | acc {value} | acc {value} | 1.000 | 0.900 |"
+                for stage in ("pretrained", "end (epoch 3)")]
+
+    table = tmp_path / "teacher-end.md"
+    table.write_text("\n".join(HEADER + rows("r/n1000/kdgan-s1", "0.5") + rows("r/n100/kdgan-s10", "0.6")
+                               + rows("r/n100/kdgan-s2", "0.7")) + "\n")
+    total = merge_into(table, {"r/n1000/kdgan-s1": rows("r/n1000/kdgan-s1", "0.8"),
+                               "r/n100/codis-s2": rows("r/n100/codis-s2", "0.9")})
+    lines = table.read_text().splitlines()
+    assert total == 4 and lines[:2] == HEADER and len(lines) == 2 + 4 * 2
+    # folders with numbers as numbers (n100 before n1000), then seed (2 before 10), then name
+    order = [line.split("|")[1].strip() for line in lines[2::2]]
+    assert order == ["r/n100/codis-s2", "r/n100/kdgan-s2", "r/n100/kdgan-s10", "r/n1000/kdgan-s1"]
+    assert lines[-2:] == rows("r/n1000/kdgan-s1", "0.8")  # the old rows of a run measured again are gone
+    # a file that is not this command's table is refused before anything is measured
+    other = tmp_path / "notes.md"
+    other.write_text("# my notes\n")
+    capsys.readouterr()
+    assert main(["--into", str(other), str(tmp_path / "no-run")]) == 2
+    assert "--into" in capsys.readouterr().err and other.read_text() == "# my notes\n"
 
 
 def test_targets_compare_methods_on_the_seeds_they_all_have():

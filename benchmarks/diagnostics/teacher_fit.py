@@ -17,10 +17,18 @@ RUN_DIR/checkpoint.pt (kept by kdgan.train and the benchmarks, not committed): w
 trains the teacher (kdgan, kdgan-wo-gm, codis), how far it has moved from the pretrained one.
 
     python -m benchmarks.diagnostics.teacher_fit --end results/table1-passes/n1000/kdgan-s0
+
+With --into FILE, the rows go into FILE, a table this command wrote before: the rows of the
+runs measured now replace theirs there, every other run's rows stay, and the runs are sorted
+by folder, seed and name. So a table over many runs grows as runs finish, without measuring
+the old ones again (their checkpoints may be gone).
+
+    python -m benchmarks.diagnostics.teacher_fit --end --into results/table1-passes/teacher-end.md RUN_DIR ...
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -30,6 +38,7 @@ from benchmarks.core import run_config
 from benchmarks.diagnostics import parser
 from kdgan.config import ConfigError
 from kdgan.data import DataError, Split
+from kdgan.io import atomic_write
 from kdgan.run import Run
 
 
@@ -81,24 +90,78 @@ def _rows(run: Run, run_dir: Path, stage: str) -> list[dict]:
     return rows
 
 
+HEADER = ["| run | stage | player | train | test | train label mass | test label mass |",
+          "|---|---|---|---|---|---|---|"]
+
+
+def _line(r: dict) -> str:
+    m = r["metric"]
+    return (f"| {r['run']} | {r['stage']} | {r['player']} | {m} {r[f'train {m}']:.3f} | {m} {r[f'test {m}']:.3f} "
+            f"| {r['train label mass']:.3f} | {r['test label mass']:.3f} |")
+
+
+def _table_runs(path: Path) -> dict[str, list[str]]:
+    """FILE's rows by run (no file: none); a file that is not this command's table is a DataError."""
+    if not path.exists():
+        return {}
+    lines = path.read_text().splitlines()
+    if lines[:2] != HEADER:
+        raise DataError(f"--into {path}: not a table teacher_fit wrote (its first lines are not "
+                        f"{HEADER[0]!r} and its rule); give a new file or one this command wrote")
+    runs: dict[str, list[str]] = {}
+    for line in lines[2:]:
+        if line.strip():
+            runs.setdefault(line.split("|")[1].strip(), []).append(line)
+    return runs
+
+
+def _run_order(run: str) -> tuple:
+    """Folder (numbers compared as numbers: n100 before n1000), then seed (-sK), then name."""
+    folder, _, name = run.rpartition("/")
+    natural = tuple((0, int(t)) if t.isdigit() else (1, t) for t in re.split(r"(\d+)", folder) if t)
+    seed = re.search(r"-s(\d+)$", name)
+    return natural, int(seed.group(1)) if seed else -1, name
+
+
+def merge_into(path: Path, new: dict[str, list[str]]) -> int:
+    """Put `new` (rows by run) into the table at `path`, replacing those runs' old rows;
+    returns the number of runs the table then has."""
+    runs = {**_table_runs(path), **new}
+    body = [line for run in sorted(runs, key=_run_order) for line in runs[run]]
+    atomic_write(path, lambda tmp: tmp.write_text("\n".join(HEADER + body) + "\n"))
+    return len(runs)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = parser("teacher_fit", __doc__)
     p.add_argument("--end", action="store_true",
                    help="also the players at the end of the game (RUN_DIR/checkpoint.pt)")
+    p.add_argument("--into", type=Path, metavar="FILE",
+                   help="merge the rows into FILE (a table this command wrote), replacing the "
+                        "rows of the runs measured now")
     args = p.parse_args(argv)
-    print("| run | stage | player | train | test | train label mass | test label mass |")
-    print("|---|---|---|---|---|---|---|")
-    for run_dir in args.runs:
+    if args.into:
         try:
-            rows = fit_report(run_dir, args.threads, args.end)
-        except (ConfigError, DataError) as e:
+            _table_runs(args.into)  # a wrong FILE fails before any run is measured
+        except DataError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        for r in rows:
-            m = r["metric"]
-            print(f"| {r['run']} | {r['stage']} | {r['player']} | {m} {r[f'train {m}']:.3f} | {m} {r[f'test {m}']:.3f} "
-                  f"| {r['train label mass']:.3f} | {r['test label mass']:.3f} |", flush=True)
-    return 0
+    print("\n".join(HEADER))
+    new: dict[str, list[str]] = {}
+    status = 0
+    for run_dir in args.runs:
+        try:
+            lines = [_line(r) for r in fit_report(run_dir, args.threads, args.end)]
+        except (ConfigError, DataError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            status = 2
+            break
+        print("\n".join(lines), flush=True)
+        new[str(run_dir)] = lines
+    if args.into and new:  # the runs measured before a failure are kept
+        total = merge_into(args.into, new)
+        print(f"{args.into}: {len(new)} runs measured now, {total} in all", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":
