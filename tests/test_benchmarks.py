@@ -330,6 +330,30 @@ def test_teacher_fit_into_merges_the_runs_measured_now_into_the_table(tmp_path, 
     assert "--into" in capsys.readouterr().err and other.read_text() == "# my notes\n"
 
 
+def test_dip_finds_the_lowest_validation_epoch_of_the_first_passes(tmp_path, capsys):
+    from benchmarks.diagnostics.dip import dip_rows, main
+
+    run = tmp_path / "kdgan-s0"
+    run.mkdir()
+    # two members (a population's history): seed 3 falls at epoch 2, seed 4 never falls
+    val = {3: [0.90, 0.91, 0.40, 0.85, 0.20], 4: [0.80, 0.81, 0.82, 0.83, 0.84]}
+    real = {3: [None, 0.50, 0.62, 0.45, 0.50], 4: [None, 0.50, 0.50, 0.51, 0.50]}
+    pd.DataFrame([{"epoch": e, "seed": s, "val/acc": val[s][e], "dis/d_real": real[s][e]}
+                  for s in val for e in range(5)]).to_parquet(run / "history.parquet")
+    (run / "summary.json").write_text(json.dumps({"config": {"alpha": 0.5, "beta": 2.0, "gamma": 0.01}}))
+    first, second = dip_rows(run, passes=3)  # epoch 4 (0.20) is past the window
+    assert (first["seed"], first["val_start"], first["val_low"], first["low_epoch"]) == (3, 0.90, 0.40, 2)
+    assert (first["val_end"], first["end_epoch"], round(first["d_off"], 6)) == (0.85, 3, 0.12)
+    assert (second["seed"], second["val_low"], second["low_epoch"], round(second["d_off"], 6)) == (4, 0.81, 1, 0.01)
+    assert dip_rows(run, passes=10)[0]["end_epoch"] == 4  # a run that stopped before K: its last epoch
+    capsys.readouterr()
+    assert main(["--passes", "3", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "| 3 | 0.5 | 2 | 0.01 | 90.00 | 40.00 (2) | 85.00 (3) | 0.120 |" in out and "val at 3" in out
+    assert main([str(tmp_path / "nothing-here")]) == 2
+    assert "no history.parquet" in capsys.readouterr().err
+
+
 def test_targets_compare_methods_on_the_seeds_they_all_have():
     rows = [("kdgan", 0, 0.90), ("kdgan", 1, 0.80), ("distn", 0, 0.84), ("distn", 1, 0.84),
             ("distn", 2, 0.99)]  # distn's seed 2 has no kdgan counterpart yet

@@ -1,6 +1,7 @@
 """Diagnostics behind docs/RESULTS.md's explanations, not reproductions of a table: has a
-run's teacher memorised its training labels (teacher_fit), and how much can a teacher give
-the classifier on the synthetic collection (distill_room)."""
+run's teacher memorised its training labels (teacher_fit), how much can a teacher give the
+classifier on the synthetic collection (distill_room), and does a run's game fall apart in its
+first passes (dip)."""
 
 from __future__ import annotations
 
