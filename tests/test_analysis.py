@@ -349,4 +349,5 @@ def test_the_results_docs_tables_are_the_files_the_benchmarks_wrote():
         pytest.skip("results/table1-passes is not in this checkout")
     assert splice.main([str(root / "docs" / "RESULTS.md"), "--check", "--demote", "2",
                         f"table1-passes={passes / 'table.md'}",
-                        f"teacher-end={passes / 'teacher-end.md'}"]) == 0
+                        f"teacher-end={passes / 'teacher-end.md'}",
+                        f"collapse-dip={root / 'results' / 'table1-collapse' / 'dip.md'}"]) == 0

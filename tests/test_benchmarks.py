@@ -352,6 +352,23 @@ def test_dip_finds_the_lowest_validation_epoch_of_the_first_passes(tmp_path, cap
     assert "| 3 | 0.5 | 2 | 0.01 | 90.00 | 40.00 (2) | 85.00 (3) | 0.120 |" in out and "val at 3" in out
     assert main([str(tmp_path / "nothing-here")]) == 2
     assert "no history.parquet" in capsys.readouterr().err
+    # --against: the same seeds in a second configuration, paired by seed
+    other = tmp_path / "other"
+    other.mkdir()
+    pd.DataFrame([{"epoch": e, "seed": s, "val/acc": v - (0.10 if s == 3 else 0.30) * (e > 0), "dis/d_real": 0.5}
+                  for s in (3, 4, 5) for e, v in enumerate(val.get(s, val[4]))]).to_parquet(other / "history.parquet")
+    assert main(["--passes", "3", str(run), "--against", str(other)]) == 0
+    out = capsys.readouterr().out
+    # lowest val: seed 3 0.40 vs 0.30, seed 4 0.81 vs 0.51 -> differences 10 and 30 points,
+    # mean 20, sd 14.14, t(0.975, 1) = 12.706 -> half-width 127.06
+    assert "Paired over seeds 3, 4 " in out
+    assert "- lowest val of epochs 1-3: +20.00 [-107.06, +147.06]" in out
+    assert "- val at epoch 3: +20.00 [-107.06, +147.06]" in out
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    pd.DataFrame([{"epoch": e, "seed": 9, "val/acc": 0.5} for e in range(3)]).to_parquet(lonely / "history.parquet")
+    assert main([str(run), "--against", str(lonely)]) == 2
+    assert "no seed in common" in capsys.readouterr().err
 
 
 def test_targets_compare_methods_on_the_seeds_they_all_have():

@@ -9,6 +9,13 @@ lowest validation accuracy of epochs 1 .. K and the epoch it fell to, the accura
 (the largest |D(real) - 1/2| of those epochs: 0 is a discriminator that tells nothing apart).
 docs/RESULTS.md uses it on the n = 10,000 runs of Table 1 whose validation accuracy fell from
 about 96.5 to under 50 within five passes.
+
+With --against RUN_DIR ..., the runs of a second configuration are matched to the first by
+seed, and the paired differences (first minus second) of the lowest validation accuracy and of
+the accuracy at epoch K follow the table, each with its 95% t-interval over the seeds.
+
+    python -m benchmarks.diagnostics.dip --passes 10 results/table1-collapse/gamma0.1-s[0-3] \
+        --against results/table1-passes/n10000/kdgan-s[0-3]
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import pandas as pd
 
 from benchmarks.diagnostics import parser
 from kdgan.data import DataError
+from kdgan.stats import paired_interval
 
 HEADER = ["| run | seed | alpha | beta | gamma | val epoch 0 | lowest val (epoch) | val at K | D: max abs(D(real) - 1/2) |",
           "|---|---|---|---|---|---|---|---|---|"]
@@ -61,22 +69,44 @@ def _line(r: dict) -> str:
             f"| {100 * r['val_end']:.2f} ({r['end_epoch']}) | {d_off} |")
 
 
+def paired_lines(first: list[dict], second: list[dict], passes: int) -> list[str]:
+    """First minus second, matched by seed: the lowest validation accuracy and the one at K."""
+    a = {r["seed"]: r for r in first}
+    b = {r["seed"]: r for r in second}
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        raise DataError(f"--against: no seed in common (first: {sorted(a)}, second: {sorted(b)})")
+    lines = [f"Paired over seeds {', '.join(map(str, seeds))} (first runs minus --against runs, "
+             "95% t-interval):"]
+    for key, name in (("val_low", f"lowest val of epochs 1-{passes}"), ("val_end", f"val at epoch {passes}")):
+        mean, low, high, n = paired_interval([100 * a[s][key] for s in seeds], [100 * b[s][key] for s in seeds])
+        lines.append(f"- {name}: {mean:+.2f} [{low:+.2f}, {high:+.2f}]")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     p = parser("dip", __doc__)
     p.add_argument("--passes", type=int, default=10, metavar="K",
                    help="the first K epochs of the game (default 10)")
+    p.add_argument("--against", nargs="+", type=Path, metavar="RUN_DIR", default=[],
+                   help="runs of a second configuration, compared with the first by seed")
     args = p.parse_args(argv)
     if args.passes < 1:
         print(f"error: --passes {args.passes}: expected at least 1", file=sys.stderr)
         return 2
     print("\n".join(HEADER).replace("at K", f"at {args.passes}"))
-    for run_dir in args.runs:
-        try:
-            rows = dip_rows(run_dir, args.passes)
-        except DataError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        print("\n".join(_line(r) for r in rows), flush=True)
+    groups: list[list[dict]] = [[], []]
+    try:
+        for group, runs in enumerate((args.runs, args.against)):
+            for run_dir in runs:
+                rows = dip_rows(run_dir, args.passes)
+                groups[group] += rows
+                print("\n".join(_line(r) for r in rows), flush=True)
+        if args.against:
+            print("\n" + "\n".join(paired_lines(*groups, args.passes)))
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
