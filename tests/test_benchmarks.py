@@ -340,7 +340,10 @@ def test_dip_finds_the_lowest_validation_epoch_of_the_first_passes(tmp_path, cap
     real = {3: [None, 0.50, 0.62, 0.45, 0.50], 4: [None, 0.50, 0.50, 0.51, 0.50]}
     pd.DataFrame([{"epoch": e, "seed": s, "val/acc": val[s][e], "dis/d_real": real[s][e]}
                   for s in val for e in range(5)]).to_parquet(run / "history.parquet")
-    (run / "summary.json").write_text(json.dumps({"config": {"alpha": 0.5, "beta": 2.0, "gamma": 0.01}}))
+    members = [{"seed": 3, "status": "finished", "test_acc": 0.89, "best_epoch": 1, "epochs_run": 4},
+               {"seed": 4, "status": "finished", "test_acc": 0.84, "best_epoch": 4, "epochs_run": 4}]
+    (run / "summary.json").write_text(json.dumps({"config": {"alpha": 0.5, "beta": 2.0, "gamma": 0.01},
+                                                  "members": members}))
     first, second = dip_rows(run, passes=3)  # epoch 4 (0.20) is past the window
     assert (first["seed"], first["val_start"], first["val_low"], first["low_epoch"]) == (3, 0.90, 0.40, 2)
     assert (first["val_end"], first["end_epoch"], round(first["d_off"], 6)) == (0.85, 3, 0.12)
@@ -349,7 +352,7 @@ def test_dip_finds_the_lowest_validation_epoch_of_the_first_passes(tmp_path, cap
     capsys.readouterr()
     assert main(["--passes", "3", str(run)]) == 0
     out = capsys.readouterr().out
-    assert "| 3 | 0.5 | 2 | 0.01 | 90.00 | 40.00 (2) | 85.00 (3) | 0.120 |" in out and "val at 3" in out
+    assert "| 3 | 0.5 | 2 | 0.01 | 90.00 | 40.00 (2) | 85.00 (3) | 0.120 | 89.00 (1 / 4) |" in out and "val at 3" in out
     assert main([str(tmp_path / "nothing-here")]) == 2
     assert "no history.parquet" in capsys.readouterr().err
     # --against: the same seeds in a second configuration, paired by seed
@@ -364,6 +367,17 @@ def test_dip_finds_the_lowest_validation_epoch_of_the_first_passes(tmp_path, cap
     assert "Paired over seeds 3, 4 " in out
     assert "- lowest val of epochs 1-3: +20.00 [-107.06, +147.06]" in out
     assert "- val at epoch 3: +20.00 [-107.06, +147.06]" in out
+    assert "test at each run's best" not in out  # `other` has no summary: unfinished
+    assert "| - |" in out.splitlines()[-7]  # its rows say so
+    other_members = [{**m, "test_acc": m["test_acc"] - 0.01 * (m["seed"] - 2)} for m in members]
+    (other / "summary.json").write_text(json.dumps({"config": {"epochs": 100}, "members": other_members}))
+    assert main(["--passes", "3", str(run), "--against", str(other)]) == 0
+    assert "test at each run's best" not in capsys.readouterr().out  # another budget: not comparable
+    (other / "summary.json").write_text(json.dumps({"members": other_members}))
+    assert main(["--passes", "3", str(run), "--against", str(other)]) == 0
+    # test at best: seed 3 0.89 vs 0.88, seed 4 0.84 vs 0.82 -> 1 and 2 points, mean 1.5,
+    # sd 0.7071, half-width 12.706 * 0.5 = 6.353
+    assert "- test at each run's best validation epoch: +1.50 [-4.85, +7.85]" in capsys.readouterr().out
     lonely = tmp_path / "lonely"
     lonely.mkdir()
     pd.DataFrame([{"epoch": e, "seed": 9, "val/acc": 0.5} for e in range(3)]).to_parquet(lonely / "history.parquet")
