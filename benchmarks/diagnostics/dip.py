@@ -10,7 +10,7 @@ lowest validation accuracy of epochs 1 .. K and the epoch it fell to, the accura
 and, where the run has finished, its own result: the test accuracy at its best validation
 epoch (from summary.json), that epoch and the epochs it ran.
 docs/RESULTS.md uses it on the n = 10,000 runs of Table 1 whose validation accuracy fell from
-about 96.5 to under 50 within five passes.
+about 96 to 15-80 within five passes.
 
 With --against RUN_DIR ..., the runs of a second configuration are matched to the first by
 seed, and the paired differences (first minus second) of the lowest validation accuracy, of
