@@ -425,7 +425,9 @@ def paired_table(done: pd.DataFrame, pairs: list[tuple[str, str]], level: float 
     return pd.DataFrame(rows)
 
 
-def _ci(d: float, lo: float, hi: float) -> str:
+def interval_text(d: float, lo: float, hi: float) -> str:
+    """A difference with its interval, as in '+0.25 [-0.55, +1.05]' (the difference alone
+    where it has no interval: fewer than two seeds)."""
     return f"{d:+.2f}" + ("" if pd.isna(lo) else f" [{lo:+.2f}, {hi:+.2f}]")
 
 
@@ -437,7 +439,7 @@ def paired_markdown(paired: pd.DataFrame, level: float = 0.95) -> str:
     lines = [f"| n | a | b | seeds | a | b | a - b [{pct} CI] | verdict | last epoch: a - b [{pct} CI] |",
              "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r.n:,} | {r.a} | {r.b} | {r.seeds} | {r.a_mean:.2f} | {r.b_mean:.2f} | "
-              f"{_ci(r.diff, r.low, r.high)} | {r.verdict} | {_ci(r.last_diff, r.last_low, r.last_high)} |"
+              f"{interval_text(r.diff, r.low, r.high)} | {r.verdict} | {interval_text(r.last_diff, r.last_low, r.last_high)} |"
               for r in paired.itertuples()]
     lines += ["", f"Test accuracy (%) at the epoch of best validation accuracy, mean over the seeds "
               f"both methods finished; a - b: the mean of the per-seed differences with its {pct} "

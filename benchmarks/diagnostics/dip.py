@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.tables import interval_text
 from benchmarks.diagnostics import parser
 from kdgan.data import DataError
 from kdgan.stats import paired_interval
@@ -95,7 +96,7 @@ def paired_lines(first: list[dict], second: list[dict], passes: int) -> list[str
         measures.append(("test_acc", "test at each run's best validation epoch"))
     for key, name in measures:
         mean, low, high, n = paired_interval([100 * a[s][key] for s in seeds], [100 * b[s][key] for s in seeds])
-        lines.append(f"- {name}: {mean:+.2f} [{low:+.2f}, {high:+.2f}]")
+        lines.append(f"- {name}: {interval_text(mean, low, high)}")
     return lines
 
 
